@@ -1,0 +1,254 @@
+"""The ``tidings`` command: parses arguments and hands off. Errors are one line."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tidings import __version__, logs
+from tidings.config import Settings, default_data_dir, load_or_create_secret
+from tidings.core.errors import TidingsError
+from tidings.core.protocol import Limits
+from tidings.core.tokens import mint
+
+
+def _env(name: str) -> dict[str, Any]:
+    return {"envvar": f"TIDINGS_{name}", "show_envvar": True}
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_data_dir,
+    show_default="$XDG_DATA_HOME/tidings",
+    help="Holds the SQLite file and the generated secret.",
+    **_env("DATA_DIR"),
+)
+secret_option = click.option(
+    "--secret",
+    help="HS256 signing secret (32+ chars); default: generated once in the data dir.",
+    **_env("SECRET"),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tidings")
+def cli() -> None:
+    """tidings: self-hosted real-time notifications."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, **_env("HOST"))
+@click.option(
+    "--port", default=8000, type=click.IntRange(1, 65535), show_default=True, **_env("PORT")
+)
+@data_dir_option
+@click.option(
+    "--db",
+    help="Store URL: sqlite:///path.db (default, in the data dir) or postgresql://...",
+    **_env("DB"),
+)
+@click.option(
+    "--broker",
+    default="memory://",
+    show_default=True,
+    help="memory:// (one node) or redis://host:6379/0",
+    **_env("BROKER"),
+)
+@secret_option
+@click.option(
+    "--allow-user-id",
+    is_flag=True,
+    help="INSECURE: accept the seed's ?userId= without a token.",
+    **_env("ALLOW_USER_ID"),
+)
+@click.option(
+    "--user-send",
+    type=click.Choice(["any", "self", "none"]),
+    default="any",
+    show_default=True,
+    help="Whom user tokens may send to over the WebSocket.",
+    **_env("USER_SEND"),
+)
+@click.option(
+    "--durability",
+    type=click.Choice(["full", "relaxed"]),
+    default="full",
+    show_default=True,
+    help="full: fsync every commit; relaxed: survives a crash, not a power cut.",
+    **_env("DURABILITY"),
+)
+@click.option(
+    "--max-frame-bytes",
+    default=128 * 1024,
+    type=click.IntRange(1024),
+    show_default=True,
+    help="Larger client frames close with 1009.",
+    **_env("MAX_FRAME_BYTES"),
+)
+@click.option(
+    "--max-message-chars",
+    default=32_768,
+    type=click.IntRange(1),
+    show_default=True,
+    **_env("MAX_MESSAGE_CHARS"),
+)
+@click.option(
+    "--ping-interval",
+    default=20.0,
+    type=click.FloatRange(0),
+    show_default=True,
+    help="Seconds of client silence before a ping (0: no heartbeat).",
+    **_env("PING_INTERVAL"),
+)
+@click.option(
+    "--ping-timeout",
+    default=20.0,
+    type=click.FloatRange(0),
+    show_default=True,
+    help="Seconds a pinged client has to answer.",
+    **_env("PING_TIMEOUT"),
+)
+@click.option(
+    "--drain-grace",
+    default=5.0,
+    type=click.FloatRange(0),
+    show_default=True,
+    help="Seconds from SIGTERM to closing sockets with 1012.",
+    **_env("DRAIN_GRACE"),
+)
+@click.option(
+    "--send-buffer-limit",
+    default=4 * 1024 * 1024,
+    type=click.IntRange(1024),
+    show_default=True,
+    help="Bytes queued for a slow client before it is dropped.",
+    **_env("SEND_BUFFER_LIMIT"),
+)
+@click.option(
+    "--max-connections-per-user",
+    default=0,
+    type=click.IntRange(0),
+    show_default=True,
+    help="0: unlimited; past it handshakes get 429.",
+    **_env("MAX_CONNECTIONS_PER_USER"),
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    **_env("LOG_LEVEL"),
+)
+def serve(**options: Any) -> None:
+    """Run the service (HTTP API and WebSocket endpoint /ws on one port)."""
+    settings = Settings(
+        host=options["host"],
+        port=options["port"],
+        data_dir=options["data_dir"],
+        db=options["db"],
+        broker=options["broker"],
+        secret=options["secret"],
+        allow_user_id=options["allow_user_id"],
+        user_send=options["user_send"],
+        durable=options["durability"] == "full",
+        max_frame_bytes=options["max_frame_bytes"],
+        limits=Limits(max_message_chars=options["max_message_chars"]),
+        ping_interval=options["ping_interval"],
+        ping_timeout=options["ping_timeout"],
+        drain_grace=options["drain_grace"],
+        send_buffer_limit=options["send_buffer_limit"],
+        max_connections_per_user=options["max_connections_per_user"],
+        log_level=options["log_level"],
+    )
+    settings.validate()
+    from tidings.web.server import bind
+    from tidings.web.server import serve as run_server
+
+    logs.setup(settings.log_level)
+    if settings.db is None:
+        from tidings.config import ensure_data_dir
+
+        ensure_data_dir(settings.data_dir)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {settings.port} on {settings.host} is in use (choose another with --port)"
+            ) from None
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    _run(run_server(settings, sock))
+
+
+@cli.command()
+@click.argument("user")
+@click.option("--admin", is_flag=True, help="May publish over HTTP and manage any inbox.")
+@click.option(
+    "--ttl",
+    default=None,
+    type=click.IntRange(1),
+    help="Lifetime in seconds [default: 1 day; 1 year with --admin].",
+)
+@data_dir_option
+@secret_option
+def token(user: str, admin: bool, ttl: int | None, data_dir: Path, secret: str | None) -> None:
+    """Print a signed token for USER."""
+    if ttl is None:
+        ttl = 365 * 86400 if admin else 86400
+    key = secret or load_or_create_secret(data_dir)
+    click.echo(mint(key, user, ttl_seconds=ttl, admin=admin))
+
+
+@cli.command()
+@data_dir_option
+@click.option("--db", help="Store URL (default: the SQLite file in the data dir).", **_env("DB"))
+def migrate(data_dir: Path, db: str | None) -> None:
+    """Create or upgrade the store's schema, then exit."""
+    from tidings.store import open_store
+
+    settings = Settings(data_dir=data_dir, db=db)
+
+    async def run() -> None:
+        store = open_store(settings.store_url)
+        await store.open()
+        await store.close()
+
+    _run(run())
+    click.echo(f"schema up to date: {settings.store_url.split('@')[-1]}")
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    except ImportError:
+        asyncio.run(main)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "tidings"
+        click.echo(f"tidings: error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"tidings: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except TidingsError as exc:
+        click.echo(f"tidings: error: {exc.message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

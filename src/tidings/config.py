@@ -1,0 +1,127 @@
+"""Settings: one dataclass, filled from flags and ``TIDINGS_*`` environment variables.
+
+The data directory holds the SQLite file and the signing secret, generated once
+(mode 0600) so that ``tidings token`` and ``tidings serve`` agree with no
+configuration at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tidings.core.errors import ConfigError
+from tidings.core.protocol import Limits
+
+MIN_SECRET_CHARS = 32
+"""HS256 wants a key of at least 256 bits (RFC 7518, section 3.2)."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tidings"
+
+
+@dataclass(slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = field(default_factory=default_data_dir)
+    db: str | None = None
+    """Store URL; None means ``sqlite:///<data_dir>/tidings.db``."""
+    broker: str = "memory://"
+    secret: str | None = None
+    """None means the one kept in the data directory (generated on first use)."""
+    allow_user_id: bool = False
+    """Accept the seed's unauthenticated ``?userId=`` (insecure, opt-in)."""
+    user_send: str = "any"
+    """Whom a user token may send to over the WebSocket: any, self or none."""
+    durable: bool = True
+    """fsync every commit (SQLite synchronous=FULL); False trades power-loss safety for speed."""
+    max_frame_bytes: int = 128 * 1024
+    """Client frames over this close the connection with 1009 (the AWS figure)."""
+    limits: Limits = field(default_factory=Limits)
+    ping_interval: float = 20.0
+    """Seconds of silence from a client before the server pings it."""
+    ping_timeout: float = 20.0
+    """Seconds a pinged client has to answer before it is dropped."""
+    drain_grace: float = 5.0
+    """Seconds between SIGTERM and closing sockets with 1012."""
+    send_buffer_limit: int = 4 * 1024 * 1024
+    """Bytes queued for one slow client before it is disconnected (1008)."""
+    max_connections_per_user: int = 0
+    """0 for no limit; past it handshakes get 429."""
+    gap_wait: float = 0.05
+    """Seconds a node holds an early frame waiting for the one before it."""
+    log_level: str = "info"
+
+    @property
+    def store_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir / 'tidings.db'}"
+
+    @property
+    def multi_node(self) -> bool:
+        return not self.broker.startswith("memory:")
+
+    def validate(self) -> None:
+        if self.user_send not in ("any", "self", "none"):
+            raise ConfigError(f"--user-send must be any, self or none, not {self.user_send!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port must be 1..65535, not {self.port!r}")
+        if self.multi_node and not self.secret:
+            raise ConfigError(
+                "a node with --broker set needs an explicit --secret (or TIDINGS_SECRET) "
+                "shared by all nodes"
+            )
+        if self.secret is not None and len(self.secret) < MIN_SECRET_CHARS:
+            raise ConfigError(f"--secret must be at least {MIN_SECRET_CHARS} characters")
+        for name in ("ping_interval", "ping_timeout", "drain_grace"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+
+    def resolve_secret(self) -> str:
+        """The explicit secret, or the data directory's (created on first use)."""
+        if self.secret:
+            return self.secret
+        return load_or_create_secret(self.data_dir)
+
+
+def ensure_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data directory {str(path)!r} is not writable: {exc.strerror}") from None
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """Read ``data_dir/secret``, creating it (0600) if absent.
+
+    Written to a private temporary file and hard-linked into place, so two
+    processes starting at once agree on one secret and never read a half file.
+    """
+    ensure_data_dir(data_dir)
+    path = data_dir / "secret"
+    if not path.exists():
+        temp = data_dir / f".secret.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, path)
+        except OSError as exc:
+            raise ConfigError(f"cannot create secret file {str(path)!r}: {exc.strerror}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(f"secret file {str(path)!r} is too short; delete it to regenerate")
+    return secret

@@ -1,0 +1,1 @@
+"""The sans-I/O core: knows nothing of sockets, HTTP, databases or asyncio."""

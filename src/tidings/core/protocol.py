@@ -1,0 +1,146 @@
+"""The wire protocol: parse client frames into actions, serialize server frames.
+
+Pure functions over bytes and values, so every rule here is testable without a
+socket or an event loop (the python-websockets sans-I/O idea). The route is
+the frame's ``action`` field, as in the seed's ``$request.body.action``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tidings.core.errors import BadRequest, InvalidRoute, ProtocolError
+from tidings.core.models import JSONObject, Notification
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps on client input; each one answered with ``bad_request`` when passed."""
+
+    max_message_chars: int = 32_768
+    max_data_bytes: int = 16_384
+    max_user_id_chars: int = 256
+    max_key_chars: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SendNotification:
+    """``{"action":"sendNotification","userId":..,"message":..}``"""
+
+    user_id: str
+    message: str
+    data: JSONObject | None = None
+    request_id: str | int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """``{"action":"ping"}``: an application-level liveness check for clients
+    that cannot see WebSocket pings (browsers)."""
+
+    request_id: str | int | None = None
+
+
+ClientAction = SendNotification | Ping
+
+DEFAULT_LIMITS = Limits()
+
+
+def parse_client_frame(raw: str | bytes, limits: Limits = DEFAULT_LIMITS) -> ClientAction:
+    """Turn one client message into an action, or raise a ``ProtocolError``."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("frame is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("frame must be a JSON object")
+    request_id = body.get("requestId")
+    if request_id is not None and (
+        isinstance(request_id, bool)
+        or not isinstance(request_id, str | int)
+        or (isinstance(request_id, str) and len(request_id) > limits.max_key_chars)
+    ):
+        raise BadRequest(f"requestId must be a string or an integer, got {request_id!r:.60}")
+    action = body.get("action")
+    if action == "sendNotification":
+        return _send_notification(body, request_id, limits)
+    if action == "ping":
+        return Ping(request_id=request_id)
+    raise InvalidRoute("Invalid route", request_id=request_id)
+
+
+def _send_notification(body: JSONObject, request_id: Any, limits: Limits) -> SendNotification:
+    user_id = body.get("userId")
+    if not isinstance(user_id, str) or not user_id:
+        raise BadRequest("userId must be a non-empty string", request_id=request_id)
+    if len(user_id) > limits.max_user_id_chars:
+        raise BadRequest(
+            f"userId is longer than {limits.max_user_id_chars} characters", request_id=request_id
+        )
+    message = body.get("message")
+    if not isinstance(message, str):
+        raise BadRequest("message must be a string", request_id=request_id)
+    if len(message) > limits.max_message_chars:
+        raise BadRequest(
+            f"message is {len(message)} characters, the limit is {limits.max_message_chars}",
+            request_id=request_id,
+        )
+    data = check_data(body.get("data"), limits, request_id=request_id)
+    key = body.get("idempotencyKey")
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= limits.max_key_chars):
+        raise BadRequest(
+            f"idempotencyKey must be a string of 1 to {limits.max_key_chars} characters",
+            request_id=request_id,
+        )
+    return SendNotification(user_id, message, data, request_id, key)
+
+
+def check_data(data: object, limits: Limits, *, request_id: object = None) -> JSONObject | None:
+    """Validate the optional free-form ``data`` object against its size cap."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise BadRequest("data must be a JSON object", request_id=request_id)
+    size = len(orjson.dumps(data))
+    if size > limits.max_data_bytes:
+        raise BadRequest(
+            f"data is {size} bytes encoded, the limit is {limits.max_data_bytes}",
+            request_id=request_id,
+        )
+    return data
+
+
+# -- server -> client ---------------------------------------------------------
+
+
+def notification_frame(notification: Notification) -> bytes:
+    return orjson.dumps(notification.to_wire())
+
+
+def ack_frame(request_id: object, notification_id: str, seq: int) -> bytes:
+    return orjson.dumps(
+        {"type": "ack", "requestId": request_id, "notificationId": notification_id, "seq": seq}
+    )
+
+
+def pong_frame(request_id: object) -> bytes:
+    return orjson.dumps({"type": "pong", "requestId": request_id})
+
+
+def error_frame(code: str, message: str, request_id: object = None) -> bytes:
+    frame: JSONObject = {"type": "error", "code": code, "message": message}
+    if request_id is not None:
+        frame["requestId"] = request_id
+    return orjson.dumps(frame)
+
+
+def error_frame_for(error: ProtocolError) -> bytes:
+    return error_frame(error.code, error.message, error.request_id)
+
+
+def caught_up_frame(seq: int, *, complete: bool) -> bytes:
+    return orjson.dumps({"type": "caughtUp", "seq": seq, "complete": complete})

@@ -1,0 +1,305 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+One writer thread owns the write connection and commits whole batches from
+the group committer, so seq assignment needs no locking beyond SQLite's own.
+Reads run on a small pool of reader connections; WAL lets them read a
+consistent snapshot while the writer commits. ``durable=True`` (the default)
+sets ``synchronous=FULL``: each commit is fsynced before any ack. The relaxed
+mode (``synchronous=NORMAL``) survives a process crash but may lose the last
+commits on power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from tidings.batching import GroupCommitter
+from tidings.core.errors import ConfigError, IdempotencyConflict, Unavailable
+from tidings.core.models import Notification, PublishRequest, PublishResult, StreamPage
+from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT
+from tidings.store.sqlite_schema import migrate
+
+T = TypeVar("T")
+_CHUNK = 900
+"""Host parameters per IN (...) query, under SQLite's historic limit of 999."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, durable: bool = True, readers: int = 2) -> None:
+        self.path = path
+        self.durable = durable
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tidings-sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tidings-sqlite-reader")
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conns: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
+
+    @classmethod
+    def from_url(cls, url: str, *, durable: bool = True) -> SQLiteStore:
+        """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+            raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///path/to/file.db")
+        return cls(Path(url[len("sqlite:///") :]), durable=durable)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._in_writer(self._open_writer)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+        return conn
+
+    def _open_writer(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrate(conn)
+        except (OSError, sqlite3.Error) as exc:
+            raise Unavailable(f"cannot open SQLite store at {str(self.path)!r}: {exc}") from None
+        self._write_conn = conn
+
+    async def close(self) -> None:
+        await self._committer.wait_idle()
+        for conn in self._read_conns:
+            conn.close()
+        if self._write_conn is not None:
+            await self._in_writer(self._write_conn.close)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    async def _in_writer(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _in_reader(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            self._read_conns.append(conn)
+        return conn
+
+    # -- writes --------------------------------------------------------------
+
+    async def append(self, request: PublishRequest) -> PublishResult:
+        return await self._committer.submit(request)
+
+    async def _flush(self, batch: list[PublishRequest]) -> list[PublishResult | Exception]:
+        result: list[PublishResult | Exception] = await self._in_writer(self._write_batch, batch)
+        return result
+
+    def _write_batch(self, batch: list[PublishRequest]) -> list[PublishResult | Exception]:
+        conn = self._write_conn
+        if conn is None:
+            raise Unavailable("store is not open")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                results = self._assign(conn, batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise Unavailable(f"store write failed, nothing stored: {exc}") from None
+        return results
+
+    def _assign(
+        self, conn: sqlite3.Connection, batch: list[PublishRequest]
+    ) -> list[PublishResult | Exception]:
+        users = list({user for request in batch for user in request.recipients})
+        heads = self._heads(conn, users)
+        known = self._known_keys(conn, batch)
+        rows: list[tuple[Any, ...]] = []
+        key_rows: list[tuple[Any, ...]] = []
+        results: list[PublishResult | Exception] = []
+        for request in batch:
+            key = (request.sender or "", request.idempotency_key)
+            if request.idempotency_key is not None and key in known:
+                fingerprint, earlier = known[key]
+                if fingerprint != request.fingerprint:
+                    results.append(
+                        IdempotencyConflict(
+                            f"idempotency key {request.idempotency_key!r} was used "
+                            "for a different request"
+                        )
+                    )
+                else:
+                    results.append(earlier)
+                continue
+            data = orjson.dumps(request.data).decode() if request.data is not None else None
+            seqs = []
+            for user in request.recipients:
+                seq = heads[user] = heads.get(user, 0) + 1
+                seqs.append((user, seq))
+                rows.append(
+                    (
+                        user,
+                        seq,
+                        request.id,
+                        request.sender,
+                        request.message,
+                        data,
+                        request.created_at,
+                    )
+                )
+            result = PublishResult(
+                id=request.id,
+                seqs=tuple(seqs),
+                created_at=request.created_at,
+                stored=tuple(request.notification_for(u, s) for u, s in seqs),
+            )
+            results.append(result)
+            if request.idempotency_key is not None:
+                answer = {"id": result.id, "seqs": seqs, "createdAt": result.created_at}
+                key_rows.append((*key, request.fingerprint, orjson.dumps(answer), _now_ms()))
+                known[key] = (
+                    request.fingerprint,
+                    PublishResult(result.id, result.seqs, result.created_at, duplicate=True),
+                )
+        conn.executemany(
+            "INSERT INTO notifications (user_id, seq, id, sender, message, data, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO streams (user_id, head) VALUES (?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET head = excluded.head",
+            [(user, heads[user]) for user in users if user in heads],
+        )
+        if key_rows:
+            conn.executemany(
+                "INSERT OR REPLACE INTO idempotency"
+                " (sender, key, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)",
+                key_rows,
+            )
+        return results
+
+    def _heads(self, conn: sqlite3.Connection, users: Sequence[str]) -> dict[str, int]:
+        heads: dict[str, int] = {}
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            heads.update(
+                conn.execute(
+                    f"SELECT user_id, head FROM streams WHERE user_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return heads
+
+    def _known_keys(
+        self, conn: sqlite3.Connection, batch: list[PublishRequest]
+    ) -> dict[tuple[str, str | None], tuple[str, PublishResult]]:
+        known: dict[tuple[str, str | None], tuple[str, PublishResult]] = {}
+        horizon = _now_ms() - IDEMPOTENCY_TTL_MS
+        for request in batch:
+            if request.idempotency_key is None:
+                continue
+            row = conn.execute(
+                "SELECT fingerprint, response FROM idempotency"
+                " WHERE sender = ? AND key = ? AND created_at >= ?",
+                (request.sender or "", request.idempotency_key, horizon),
+            ).fetchone()
+            if row is not None:
+                answer = orjson.loads(row[1])
+                known[(request.sender or "", request.idempotency_key)] = (
+                    row[0],
+                    PublishResult(
+                        id=answer["id"],
+                        seqs=tuple((u, s) for u, s in answer["seqs"]),
+                        created_at=answer["createdAt"],
+                        duplicate=True,
+                    ),
+                )
+        return known
+
+    async def prune(self, *, now_ms: int) -> int:
+        def run() -> int:
+            assert self._write_conn is not None
+            cursor = self._write_conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?", (now_ms - IDEMPOTENCY_TTL_MS,)
+            )
+            return cursor.rowcount
+
+        pruned: int = await self._in_writer(run)
+        return pruned
+
+    # -- reads ---------------------------------------------------------------
+
+    async def read_stream(
+        self, user_id: str, *, after_seq: int, limit: int = PAGE_LIMIT
+    ) -> StreamPage:
+        page: StreamPage = await self._in_reader(
+            self._read_stream, user_id, after_seq, min(limit, PAGE_LIMIT)
+        )
+        return page
+
+    def _read_stream(self, user_id: str, after_seq: int, limit: int) -> StreamPage:
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(
+                    "SELECT seq, id, sender, message, data, created_at FROM notifications"
+                    " WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                    (user_id, after_seq, limit),
+                ).fetchall()
+                stream = conn.execute(
+                    "SELECT head, trimmed FROM streams WHERE user_id = ?", (user_id,)
+                ).fetchone()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise Unavailable(f"store read failed: {exc}") from None
+        items = [
+            Notification(
+                id=id_,
+                user_id=user_id,
+                seq=seq,
+                message=message,
+                created_at=created_at,
+                sender=sender,
+                data=orjson.loads(data) if data is not None else None,
+            )
+            for seq, id_, sender, message, data, created_at in rows
+        ]
+        head, trimmed = stream if stream is not None else (0, 0)
+        return StreamPage(items=items, head=head, trimmed=trimmed)
+
+    async def heads(self, user_ids: Sequence[str]) -> dict[str, int]:
+        def run() -> dict[str, int]:
+            found = self._heads(self._reader(), list(user_ids))
+            return {user: found.get(user, 0) for user in user_ids}
+
+        heads: dict[str, int] = await self._in_reader(run)
+        return heads
+
+    async def ping(self) -> None:
+        def run() -> None:
+            try:
+                self._reader().execute("SELECT 1 FROM streams LIMIT 1").fetchall()
+            except sqlite3.Error as exc:
+                raise Unavailable(f"store unreachable: {exc}") from None
+
+        await self._in_reader(run)

@@ -1,0 +1,1 @@
+"""Transports: the WebSocket endpoint and the HTTP API, both thin."""

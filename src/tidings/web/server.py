@@ -1,0 +1,130 @@
+"""Runs the node behind uvicorn: HTTP API on ASGI, /ws on our own protocol class.
+
+One port: uvicorn parses HTTP and hands WebSocket upgrades to
+``WebSocketConnection``. SIGTERM/SIGINT start a drain: readiness and new
+handshakes answer 503 for the grace period, then in-flight sends finish and
+sockets close with 1012; a second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+
+from tidings.broker import open_broker
+from tidings.config import Settings
+from tidings.node import Node
+from tidings.store import open_store
+from tidings.web.frames import text_frame
+from tidings.web.heartbeat import run_heartbeat
+from tidings.web.http import build_app
+from tidings.web.runtime import Runtime
+from tidings.web.ws import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT, WebSocketConnection
+
+log = logging.getLogger("tidings.server")
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    store = open_store(settings.store_url, durable=settings.durable)
+    broker = open_broker(settings.broker)
+    node = Node(
+        store, broker, encode=text_frame, user_send=settings.user_send, gap_wait=settings.gap_wait
+    )
+    return Runtime(node=node, settings=settings, secret=settings.resolve_secret())
+
+
+class TidingsServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self._drain_requested = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_requested:
+            self.should_exit = self.force_exit = True
+            return
+        self._drain_requested = True
+        asyncio.get_event_loop().call_soon_threadsafe(self._start_drain, signal.Signals(sig).name)
+
+    def _start_drain(self, reason: str) -> None:
+        self.runtime.track(asyncio.get_running_loop().create_task(self.drain(reason)))
+
+    async def drain(self, reason: str) -> None:
+        node = self.runtime.node
+        grace = self.runtime.settings.drain_grace
+        node.draining = True
+        log.info("draining", extra={"signal": reason, "grace": grace, "connections": len(node.hub)})
+        await asyncio.sleep(grace)
+        for conn in node.hub:
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.pause_reading()
+        try:
+            await asyncio.wait_for(node.wait_idle(), timeout=30)
+        except TimeoutError:
+            log.error("in-flight sends did not finish within 30 s")
+        node.hub.close_all(CLOSE_GOING_AWAY_RESTART, "server restarting; reconnect with since")
+        self.should_exit = True
+
+
+async def serve(settings: Settings, sock: socket.socket) -> None:
+    runtime = build_runtime(settings)
+    if settings.allow_user_id:
+        log.warning(
+            "INSECURE: --allow-user-id accepts ?userId= without a token; anyone can "
+            "connect as any user. Use it only for the seed's client during migration."
+        )
+    node = runtime.node
+    await node.start()
+    heartbeat = asyncio.create_task(
+        run_heartbeat(node.hub, interval=settings.ping_interval, timeout=settings.ping_timeout)
+    )
+    config = uvicorn.Config(
+        build_app(runtime),
+        ws=functools.partial(WebSocketConnection, runtime),  # type: ignore[arg-type]
+        http="httptools",
+        lifespan="off",
+        log_config=None,
+        access_log=True,
+        timeout_graceful_shutdown=int(CLOSE_TIMEOUT) + 1,
+        server_header=False,
+    )
+    server = TidingsServer(config, runtime)
+    host, port = sock.getsockname()[:2]
+    log.info(
+        "tidings listening",
+        extra={
+            "url": f"http://{host}:{port}",
+            "ws": f"ws://{host}:{port}/ws",
+            "store": settings.store_url.split("@")[-1],
+            "broker": settings.broker,
+            "durable": settings.durable,
+        },
+    )
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        heartbeat.cancel()
+        await node.stop()
+        log.info("stopped")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front so a busy port is a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
