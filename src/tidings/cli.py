@@ -45,7 +45,12 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, **_env("HOST"))
 @click.option(
-    "--port", default=8000, type=click.IntRange(1, 65535), show_default=True, **_env("PORT")
+    "--port",
+    default=8000,
+    type=click.IntRange(0, 65535),
+    show_default=True,
+    help="0: any free port.",
+    **_env("PORT"),
 )
 @data_dir_option
 @click.option(

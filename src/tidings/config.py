@@ -69,8 +69,8 @@ class Settings:
     def validate(self) -> None:
         if self.user_send not in ("any", "self", "none"):
             raise ConfigError(f"--user-send must be any, self or none, not {self.user_send!r}")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"--port must be 1..65535, not {self.port!r}")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"--port must be 0..65535, not {self.port!r}")
         if self.multi_node and not self.secret:
             raise ConfigError(
                 "a node with --broker set needs an explicit --secret (or TIDINGS_SECRET) "

@@ -122,9 +122,10 @@ def notification_frame(notification: Notification) -> bytes:
 
 
 def ack_frame(request_id: object, notification_id: str, seq: int) -> bytes:
-    return orjson.dumps(
-        {"type": "ack", "requestId": request_id, "notificationId": notification_id, "seq": seq}
-    )
+    frame: JSONObject = {"type": "ack", "notificationId": notification_id, "seq": seq}
+    if request_id is not None:
+        frame["requestId"] = request_id
+    return orjson.dumps(frame)
 
 
 def pong_frame(request_id: object) -> bytes:

@@ -93,9 +93,7 @@ def build_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def identity(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Identity:
+def identity(request: Request, authorization: Annotated[str | None, Header()] = None) -> Identity:
     """The caller, from ``Authorization: Bearer <token>``."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthError("missing token: send Authorization: Bearer <token>")

@@ -303,6 +303,10 @@ class WebSocketConnection(asyncio.Protocol):
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason)
         self._flush()
+        if self.transport is not None and not self.transport.is_closing():
+            # Reading may have been paused (drain, backpressure): the client's
+            # close frame must get through. Messages after this are ignored.
+            self.transport.resume_reading()
         self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:

@@ -1,0 +1,43 @@
+"""Real backing services for tests: PostgreSQL and Redis on 127.0.0.1.
+
+In CI (``CI`` set) a missing service FAILS the tests that need it; locally
+they skip with a message naming the service.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+POSTGRES_URL = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(service: str, host: str, port: int) -> None:
+    """Fail (CI) or skip (locally) unless ``service`` listens on host:port."""
+    if reachable(host, port):
+        return
+    message = f"{service} is not reachable on {host}:{port}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; .ci/run should have started it", pytrace=False)
+    pytest.skip(f"requires {service}: {message}")
+
+
+def require_postgres() -> str:
+    require("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_URL
+
+
+def require_redis() -> str:
+    require("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
