@@ -98,7 +98,9 @@ def test_server_frames() -> None:
         "sender": "al",
         "message": "hi",
         "data": {},
+        "tags": [],
         "createdAt": "1970-01-01T00:00:00.000Z",
+        "expiresAt": None,
     }
     assert orjson.loads(ack_frame("r1", "01ABC", 17)) == {
         "type": "ack",
@@ -116,3 +118,13 @@ def test_server_frames() -> None:
         "seq": 4,
         "complete": False,
     }
+
+
+def test_text_no_store_can_keep_is_refused() -> None:
+    from tidings.core.protocol import check_text
+
+    assert check_text("ok ✓", "message") == "ok ✓"
+    with pytest.raises(BadRequest, match="NUL"):
+        check_text("a\x00b", "userId")
+    with pytest.raises(BadRequest, match="surrogates"):
+        check_text("a\ud800", "message")

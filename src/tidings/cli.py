@@ -15,6 +15,7 @@ from tidings.config import Settings, default_data_dir, load_or_create_secret
 from tidings.core.errors import TidingsError
 from tidings.core.protocol import Limits
 from tidings.core.tokens import mint
+from tidings.logs import redact_url
 
 
 def _env(name: str) -> dict[str, Any]:
@@ -227,7 +228,7 @@ def migrate(data_dir: Path, db: str | None) -> None:
         await store.close()
 
     _run(run())
-    click.echo(f"schema up to date: {settings.store_url.split('@')[-1]}")
+    click.echo(f"schema up to date: {redact_url(settings.store_url)}")
 
 
 def _run(main: Any) -> None:

@@ -22,7 +22,12 @@ from tidings.broker.base import Broker
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
 from tidings.core.ids import new_id
 from tidings.core.models import JSONObject, Publication, PublishRequest, PublishResult
-from tidings.core.protocol import SendNotification, caught_up_frame, notification_frame
+from tidings.core.protocol import (
+    SendNotification,
+    caught_up_frame,
+    check_text,
+    notification_frame,
+)
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
 from tidings.store.base import PAGE_LIMIT, Store
@@ -109,6 +114,10 @@ class Node:
         unique = tuple(dict.fromkeys(recipients))
         if not unique:
             raise BadRequest("no recipients")
+        for user in unique:
+            check_text(user, "userId")
+        check_text(message, "message")
+        check_text(idempotency_key or "", "idempotencyKey")
         request = PublishRequest(
             id=new_id(),
             recipients=unique,

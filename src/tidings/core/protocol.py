@@ -105,13 +105,27 @@ def check_data(data: object, limits: Limits, *, request_id: object = None) -> JS
         return None
     if not isinstance(data, dict):
         raise BadRequest("data must be a JSON object", request_id=request_id)
-    size = len(orjson.dumps(data))
+    try:
+        size = len(orjson.dumps(data))
+    except orjson.JSONEncodeError as exc:
+        raise BadRequest(f"data cannot be stored: {exc}", request_id=request_id) from None
     if size > limits.max_data_bytes:
         raise BadRequest(
             f"data is {size} bytes encoded, the limit is {limits.max_data_bytes}",
             request_id=request_id,
         )
     return data
+
+
+def check_text(value: str, name: str) -> str:
+    """Refuse text no store can keep: NUL characters and unpaired surrogates."""
+    if "\x00" in value:
+        raise BadRequest(f"{name} contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadRequest(f"{name} contains unpaired surrogates") from None
+    return value
 
 
 # -- server -> client ---------------------------------------------------------

@@ -46,6 +46,6 @@ def verify(secret: str, token: str) -> Identity:
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None
     sub = claims["sub"]
-    if not isinstance(sub, str) or not sub:
-        raise AuthError("invalid token: sub must be a non-empty string")
+    if not isinstance(sub, str) or not sub or "\x00" in sub or not sub.isprintable():
+        raise AuthError("invalid token: sub must be a non-empty printable string")
     return Identity(user_id=sub, admin=claims.get("admin") is True)

@@ -20,7 +20,7 @@ def open_store(url: str, *, durable: bool = True) -> Store:
             raise ConfigError(
                 f"PostgreSQL store needs its driver: pip install 'tidings[postgres]' ({exc})"
             ) from None
-        store: Store = PostgresStore.from_url(url)
+        store: Store = PostgresStore.from_url(url, durable=durable)
         return store
     raise ConfigError(
         f"unknown store URL scheme {scheme!r} in --db (use sqlite:// or postgresql://)"

@@ -19,6 +19,7 @@ import uvicorn
 
 from tidings.broker import open_broker
 from tidings.config import Settings
+from tidings.logs import redact_url
 from tidings.node import Node
 from tidings.store import open_store
 from tidings.web.frames import text_frame
@@ -102,7 +103,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         extra={
             "url": f"http://{host}:{port}",
             "ws": f"ws://{host}:{port}/ws",
-            "store": settings.store_url.split("@")[-1],
+            "store": redact_url(settings.store_url),
             "broker": settings.broker,
             "durable": settings.durable,
         },

@@ -202,8 +202,11 @@ class WebSocketConnection(asyncio.Protocol):
                 raise HandshakeRefused(
                     401, "?userId= without a token is refused (the server needs --allow-user-id)"
                 )
-            if not 0 < len(user_id) <= settings.limits.max_user_id_chars:
-                raise HandshakeRefused(400, "userId must be 1 to 256 characters")
+            if (
+                not 0 < len(user_id) <= settings.limits.max_user_id_chars
+                or not user_id.isprintable()
+            ):
+                raise HandshakeRefused(400, "userId must be 1 to 256 printable characters")
             identity = Identity(user_id=user_id)
         since = _first(query, "since")
         since_seq: int | None = None

@@ -1,0 +1,220 @@
+"""The store contract on SQLite and PostgreSQL, plus what only PostgreSQL promises:
+several nodes writing the same streams at once."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server import free_port
+from tests.services import require_postgres
+from tests.store_contract import MakeStore, StoreContract, append_all, read_all, request, seqs_of
+from tidings.core.errors import ConfigError, Unavailable
+from tidings.store import open_store
+from tidings.store.base import Store
+from tidings.store.sqlite import SQLiteStore
+
+
+class TestSQLiteStore(StoreContract):
+    @pytest.fixture
+    async def make_store(self, tmp_path: Path) -> AsyncIterator[MakeStore]:
+        opened: list[Store] = []
+
+        async def make() -> Store:
+            store = SQLiteStore(tmp_path / "tidings.db")
+            await store.open()
+            opened.append(store)
+            return store
+
+        yield make
+        for store in opened:
+            await store.close()
+
+
+def require_driver(module: str) -> Any:
+    """The backend's driver module; in CI its absence fails, locally it skips."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"driver {module!r} is not installed: {exc}", pytrace=False)
+        pytest.skip(f"requires the {module!r} driver")
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def schema_of(url: str) -> str:
+    return url.rsplit("schema=", 1)[1].split("&", 1)[0]
+
+
+async def admin_fetch(sql: str) -> list[Any]:
+    """Run ``sql`` on the test database outside any store."""
+    asyncpg = require_driver("asyncpg")
+    conn = await asyncpg.connect(require_postgres())
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A PostgreSQL URL naming a fresh schema, dropped afterwards."""
+    base = require_postgres()
+    schema = f"tidings_test_{uuid.uuid4().hex[:12]}"
+    yield _with_query(base, f"schema={schema}")
+    await admin_fetch(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def driver(self) -> None:
+        require_driver("asyncpg")
+
+    @pytest.fixture
+    async def make_store(self, pg_url: str) -> AsyncIterator[MakeStore]:
+        opened: list[Store] = []
+
+        async def make() -> Store:
+            store = open_store(pg_url)
+            opened.append(store)
+            await store.open()
+            return store
+
+        yield make
+        for store in opened:
+            await store.close()
+
+    async def test_two_nodes_share_streams_without_gaps(self, make_store: MakeStore) -> None:
+        """Two instances (two nodes) hammer the same user, and publish to the same
+        pair of users in opposite orders, which would deadlock with careless locking."""
+        nodes = [await make_store(), await make_store()]
+        waves = []
+        for wave in range(4):
+            for node_no, node in enumerate(nodes):
+                pair = ("x", "y") if node_no else ("y", "x")
+                batch = [request("shared", message=f"{node_no}-{wave}-{n}") for n in range(100)]
+                batch += [request(*pair) for _ in range(10)]
+                waves.append(append_all(node, batch))
+        results = [r for wave_results in await asyncio.gather(*waves) for r in wave_results]
+        assert sorted(seqs_of(results, "shared")) == list(range(1, 801))
+        for user in ("x", "y"):
+            assert sorted(seqs_of(results, user)) == list(range(1, 81))
+        stored = await read_all(nodes[1], "shared")
+        assert [n.seq for n in stored] == list(range(1, 801))
+        by_seq = {seq: r.id for r in results for user, seq in r.seqs if user == "shared"}
+        assert all(by_seq[n.seq] == n.id for n in stored)
+        assert await nodes[0].heads(["shared", "x", "y"]) == {"shared": 800, "x": 80, "y": 80}
+
+    async def test_two_nodes_store_a_repeated_key_once(self, make_store: MakeStore) -> None:
+        nodes = [await make_store(), await make_store()]
+        for round_no in range(10):
+            key = f"k{round_no}"
+            results = await asyncio.gather(
+                *(node.append(request("bob", key=key)) for node in nodes for _ in range(3))
+            )
+            assert [r.duplicate for r in results].count(False) == 1
+            assert len({(r.id, r.seqs) for r in results}) == 1
+        assert (await nodes[0].heads(["bob"]))["bob"] == 10
+
+    async def test_key_past_the_window_is_taken_over_before_pruning(
+        self, make_store: MakeStore, pg_url: str
+    ) -> None:
+        store = await make_store()
+        first = await store.append(request("bob", key="k1"))
+        await admin_fetch(f"UPDATE {schema_of(pg_url)}.idempotency SET created_at = 0")
+        again = await store.append(request("bob", key="k1", message="another body"))
+        assert not again.duplicate and again.id != first.id
+        assert (await store.append(request("bob", key="k1", message="another body"))).duplicate
+
+    async def test_concurrent_open_migrates_once(self, pg_url: str) -> None:
+        stores = [open_store(pg_url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            results = await asyncio.gather(*(s.append(request("bob")) for s in stores))
+            assert sorted(seqs_of(results, "bob")) == [1, 2, 3]
+        finally:
+            for store in stores:
+                await store.close()
+        versions = await admin_fetch(f"SELECT version FROM {schema_of(pg_url)}.schema_version")
+        assert [row["version"] for row in versions] == [1]
+
+    async def test_schemas_are_isolated(self, make_store: MakeStore, pg_url: str) -> None:
+        store = await make_store()
+        await store.append(request("bob"))
+        other_schema = f"{schema_of(pg_url)}_b"
+        other = open_store(_with_query(require_postgres(), f"schema={other_schema}"))
+        try:
+            await other.open()
+            assert await other.heads(["bob"]) == {"bob": 0}
+            assert (await other.append(request("bob"))).seqs == (("bob", 1),)
+        finally:
+            await other.close()
+            await admin_fetch(f"DROP SCHEMA IF EXISTS {other_schema} CASCADE")
+        assert await store.heads(["bob"]) == {"bob": 1}
+
+    async def test_recovers_after_the_server_drops_connections(self, pg_url: str) -> None:
+        """Connections killed under the store are replaced: at most the writes in
+        flight fail (as Unavailable), the next ones succeed without a restart."""
+        name = schema_of(pg_url)
+        store = open_store(_with_query(pg_url, f"application_name={name}"))
+        await store.open()
+        try:
+            await append_all(store, [request("bob") for _ in range(5)])
+            await store.heads(["bob"])
+            killed = await admin_fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE application_name = '{name}'"
+            )
+            assert killed
+            await asyncio.sleep(0.1)
+            outcomes: list[object] = []
+            for _ in range(3):
+                try:
+                    outcomes.append((await store.append(request("bob"))).seqs[0][1])
+                except Unavailable as exc:
+                    outcomes.append(exc)
+            stored = [seq for seq in outcomes if isinstance(seq, int)]
+            assert isinstance(outcomes[-1], int), outcomes
+            assert stored == list(range(6, 6 + len(stored)))
+            await store.ping()
+        finally:
+            await store.close()
+
+    async def test_unreachable_server_is_unavailable(self) -> None:
+        store = open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
+        with pytest.raises(Unavailable, match="cannot open PostgreSQL store"):
+            await store.open()
+        with pytest.raises(Unavailable):
+            await store.ping()
+        with pytest.raises(Unavailable):
+            await store.read_stream("bob", after_seq=0)
+
+    async def test_url_options(self) -> None:
+        from tidings.store.postgres import PostgresStore
+
+        store = PostgresStore.from_url(
+            "postgresql://u:secret@db:5432/app?sslmode=disable&schema=tidings_a&pool_size=4"
+        )
+        assert (store.dsn, store.schema, store.pool_size) == (
+            "postgresql://u:secret@db:5432/app?sslmode=disable",
+            "tidings_a",
+            4,
+        )
+        with pytest.raises(ConfigError, match="'Bad-Name'"):
+            PostgresStore.from_url("postgresql://db/app?schema=Bad-Name")
+        with pytest.raises(ConfigError, match="pool_size"):
+            PostgresStore.from_url("postgresql://db/app?pool_size=many")
+        hidden = PostgresStore.from_url(f"postgresql://u:secret@127.0.0.1:{free_port()}/app")
+        with pytest.raises(Unavailable) as failure:
+            await hidden.open()
+        assert "secret" not in str(failure.value) and "u:***@" in str(failure.value)
