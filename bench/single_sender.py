@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 import orjson
-from websockets.asyncio.client import connect
-
 from tests.server import ServerProcess
+from websockets.asyncio.client import connect
 
 RESULTS = Path(__file__).parent / "results" / "single_sender.json"
 
@@ -31,8 +30,16 @@ async def sequential(url: str, count: int) -> float:
     async with connect(url, max_queue=None) as ws:
         start = time.perf_counter()
         for i in range(count):
-            await ws.send(orjson.dumps({"action": "sendNotification", "userId": f"u{i % 100}",
-                                        "message": "x" * 120, "requestId": i}).decode())
+            await ws.send(
+                orjson.dumps(
+                    {
+                        "action": "sendNotification",
+                        "userId": f"u{i % 100}",
+                        "message": "x" * 120,
+                        "requestId": i,
+                    }
+                ).decode()
+            )
             reply = orjson.loads(await ws.recv())
             assert reply["type"] == "ack", reply
         return count / (time.perf_counter() - start)
@@ -44,9 +51,16 @@ async def windowed(url: str, count: int, window: int) -> float:
         sent = acked = 0
         while acked < count:
             while sent < count and sent - acked < window:
-                await ws.send(orjson.dumps({"action": "sendNotification",
-                                            "userId": f"u{sent % 100}", "message": "x" * 120,
-                                            "requestId": sent}).decode())
+                await ws.send(
+                    orjson.dumps(
+                        {
+                            "action": "sendNotification",
+                            "userId": f"u{sent % 100}",
+                            "message": "x" * 120,
+                            "requestId": sent,
+                        }
+                    ).decode()
+                )
                 sent += 1
             reply = orjson.loads(await ws.recv())
             assert reply["type"] == "ack", reply
