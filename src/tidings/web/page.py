@@ -1,0 +1,91 @@
+"""The live inbox page at ``/inbox``, its static files, and the opt-in dev sign-in.
+
+The page is plain HTML, CSS and an ES module on top of the JavaScript client,
+served as ``/static/tidings.js`` (the same file as ``clients/js/tidings.js``).
+It asks for a token, kept in the tab's sessionStorage. With ``--dev-login``
+it can instead sign in by user id through ``POST /dev/login``, which mints a
+token for anyone who asks: that route exists only with the flag, for local
+development, and start-up logs a warning when it is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tidings.core.tokens import mint
+from tidings.web.runtime import Runtime
+
+log = logging.getLogger("tidings.page")
+
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_TYPES = {
+    "tidings.js": "text/javascript; charset=utf-8",
+    "inbox.js": "text/javascript; charset=utf-8",
+    "inbox.css": "text/css; charset=utf-8",
+}
+"""The files under ``/static/`` and their media types; nothing else is served."""
+DEV_TOKEN_TTL = 86400
+"""Seconds a dev sign-in token lasts; the page mints a new one before it expires."""
+DEV_LOGIN_META = '<meta name="tidings-dev-login" content="false">'
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class DevLoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: str = Field(min_length=1, max_length=256)
+
+
+class DevLoginResponse(BaseModel):
+    userId: str
+    token: str
+
+
+def mount_page(app: FastAPI, runtime: Runtime) -> None:
+    """Add ``/``, ``/inbox``, ``/static/*`` and, with ``--dev-login``, ``/dev/login``."""
+    dev_login = runtime.settings.dev_login
+    html = (STATIC_DIR / "inbox.html").read_text(encoding="utf-8")
+    if DEV_LOGIN_META not in html:
+        raise RuntimeError(f"inbox.html lost its {DEV_LOGIN_META!r} marker")
+    if dev_login:
+        html = html.replace(DEV_LOGIN_META, DEV_LOGIN_META.replace("false", "true"))
+        log.warning(
+            "INSECURE: --dev-login lets anyone who reaches this server sign in as any "
+            "user at /inbox. Use it only for local development."
+        )
+    files = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
+    page_headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/inbox", status_code=307)
+
+    @router.get("/inbox")
+    async def inbox() -> HTMLResponse:
+        return HTMLResponse(html, headers=page_headers)
+
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in files:
+            raise StarletteHTTPException(404)
+        return Response(
+            files[name], media_type=STATIC_TYPES[name], headers={"Cache-Control": "no-cache"}
+        )
+
+    if dev_login:
+
+        @router.post("/dev/login")
+        async def login(body: DevLoginBody) -> DevLoginResponse:
+            token = mint(runtime.secret, body.userId, ttl_seconds=DEV_TOKEN_TTL)
+            return DevLoginResponse(userId=body.userId, token=token)
+
+    app.include_router(router)

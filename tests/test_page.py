@@ -1,0 +1,78 @@
+"""The inbox page's routes: redirect, HTML, static files, and the opt-in dev sign-in."""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import SECRET, ServerProcess
+from tidings.core.tokens import verify
+from tidings.web.page import STATIC_DIR, STATIC_TYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+    plain = ServerProcess(tmp_path_factory.mktemp("plain")).start()
+    dev = ServerProcess(tmp_path_factory.mktemp("dev"), "--dev-login").start()
+    yield {"plain": plain, "dev": dev}
+    plain.stop()
+    dev.stop()
+
+
+def test_root_redirects_to_the_inbox_page(servers: dict[str, ServerProcess]) -> None:
+    response = httpx.get(servers["plain"].url + "/")
+    assert response.status_code == 307 and response.headers["location"] == "/inbox"
+    page = httpx.get(servers["plain"].url + "/inbox")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert '<meta name="tidings-dev-login" content="false">' in page.text
+    dev = httpx.get(servers["dev"].url + "/inbox")
+    assert '<meta name="tidings-dev-login" content="true">' in dev.text
+
+
+def test_static_files_are_served_and_nothing_else(servers: dict[str, ServerProcess]) -> None:
+    base = servers["plain"].url + "/static/"
+    for name, media_type in STATIC_TYPES.items():
+        response = httpx.get(base + name)
+        assert response.status_code == 200, name
+        assert response.headers["content-type"] == media_type
+        assert response.content == (STATIC_DIR / name).read_bytes()
+    missing = httpx.get(base + "inbox.html")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_the_served_client_is_the_js_package() -> None:
+    """clients/js/tidings.js is the source; the package serves a copy of it.
+
+    After editing it: cp clients/js/tidings.js src/tidings/web/static/tidings.js
+    """
+    source = (ROOT / "clients" / "js" / "tidings.js").read_bytes()
+    assert (STATIC_DIR / "tidings.js").read_bytes() == source
+
+
+def test_the_wheel_carries_the_page() -> None:
+    """Setuptools puts non-Python files in the wheel only when package-data names them."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"].get("package-data", {}).get("tidings", [])
+    needed = ["web/static/inbox.html", *(f"web/static/{name}" for name in STATIC_TYPES)]
+    missing = [f for f in needed if not any(fnmatch.fnmatch(f, p) for p in patterns)]
+    assert not missing, f"pyproject.toml's package-data for tidings misses {missing}"
+
+
+def test_dev_login_exists_only_with_the_flag(servers: dict[str, ServerProcess]) -> None:
+    refused = httpx.post(servers["plain"].url + "/dev/login", json={"userId": "alice"})
+    assert refused.status_code == 404
+    answer = httpx.post(servers["dev"].url + "/dev/login", json={"userId": "alice"})
+    assert answer.status_code == 200
+    assert verify(SECRET, answer.json()["token"]).user_id == "alice"
+    bad = httpx.post(servers["dev"].url + "/dev/login", json={"userId": ""})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
+    assert "/dev/login" not in httpx.get(servers["dev"].url + "/openapi.json").text
+    assert "dev-login" in servers["dev"].log() and "INSECURE" in servers["dev"].log()
