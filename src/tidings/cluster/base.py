@@ -1,0 +1,134 @@
+"""The cluster interface: which connections exist, on which node, and reaching them.
+
+A ``Cluster`` answers two kinds of question that the hub, which knows only
+this node's sockets, cannot: presence (is a user online anywhere, on how many
+connections) and the ``@connections`` management calls (write to, describe
+or close one connection, wherever it is).
+
+Guarantees every implementation gives:
+
+- A connection id names its node: its first ``NODE_ID_CHARS`` characters are
+  the id of the node holding the socket, so a call is routed without a lookup
+  and is answered by that node from its own hub, never from a stale copy.
+- ``Gone`` (HTTP 410) means the connection is certainly not open: its node
+  said so, or its node is dead. When that cannot be known (the link between
+  nodes is down, the node does not answer in time) the call raises
+  ``Unavailable`` (HTTP 503), never ``Gone``.
+- Presence counts this node's connections exactly and other nodes' as last
+  registered; entries of a node that died are ignored as soon as its
+  heartbeat expires, and removed soon after.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from tidings.core.errors import TidingsError
+from tidings.core.models import JSONObject, iso_ms
+
+NODE_ID_CHARS = 8
+"""Length of a node id (``secrets.token_urlsafe(6)``) and of every connection id's prefix."""
+
+CONNECTION_ID = re.compile(rf"[A-Za-z0-9_-]{{{NODE_ID_CHARS + 8},64}}")
+"""What a connection id can look like; anything else is gone without asking."""
+
+
+class Gone(TidingsError):
+    """The connection is not open (AWS API Gateway's ``GoneException``)."""
+
+    code = "gone"
+    status = 410
+
+
+def node_of(connection_id: str) -> str | None:
+    """The id of the node holding ``connection_id``, or None if it is no connection id."""
+    if not CONNECTION_ID.fullmatch(connection_id):
+        return None
+    return connection_id[:NODE_ID_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One connection as ``GET /@connections/{id}`` describes it."""
+
+    connection_id: str
+    user_id: str
+    connected_at: int
+    """Unix milliseconds."""
+    last_active_at: int
+    """Unix milliseconds of the last bytes received from the client."""
+    source_ip: str
+    user_agent: str
+
+    def to_json(self) -> JSONObject:
+        """AWS's ``GetConnection`` shape, plus ``connectionId`` and ``userId``."""
+        return {
+            "connectionId": self.connection_id,
+            "userId": self.user_id,
+            "connectedAt": iso_ms(self.connected_at),
+            "lastActiveAt": iso_ms(self.last_active_at),
+            "identity": {"sourceIp": self.source_ip, "userAgent": self.user_agent},
+        }
+
+    def to_message(self) -> JSONObject:
+        """For the wire between nodes: the same fields, times as numbers."""
+        return {
+            "connectionId": self.connection_id,
+            "userId": self.user_id,
+            "connectedAt": self.connected_at,
+            "lastActiveAt": self.last_active_at,
+            "sourceIp": self.source_ip,
+            "userAgent": self.user_agent,
+        }
+
+    @classmethod
+    def from_message(cls, message: JSONObject) -> ConnectionInfo:
+        return cls(
+            connection_id=str(message["connectionId"]),
+            user_id=str(message["userId"]),
+            connected_at=int(message["connectedAt"]),
+            last_active_at=int(message["lastActiveAt"]),
+            source_ip=str(message["sourceIp"]),
+            user_agent=str(message["userAgent"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    user_id: str
+    connection_ids: tuple[str, ...]
+
+    def to_json(self) -> JSONObject:
+        return {
+            "userId": self.user_id,
+            "online": bool(self.connection_ids),
+            "connections": len(self.connection_ids),
+            "connectionIds": list(self.connection_ids),
+        }
+
+
+class Cluster(Protocol):
+    node_id: str
+
+    async def start(self) -> None:
+        """Register this node and begin answering other nodes' calls."""
+
+    async def stop(self) -> None:
+        """Deregister this node (its connections are closed or about to be)."""
+
+    async def presence(self, user_id: str) -> Presence:
+        """The user's open connections on every node; ``Unavailable`` if unknowable."""
+        ...
+
+    async def describe(self, connection_id: str) -> ConnectionInfo:
+        """Raises ``Gone`` or ``Unavailable``."""
+        ...
+
+    async def post(self, connection_id: str, data: bytes) -> None:
+        """Write ``data`` (UTF-8 text) to the connection as one text frame.
+        Raises ``Gone`` or ``Unavailable``."""
+
+    async def disconnect(self, connection_id: str) -> None:
+        """Close the connection (code 1000). Raises ``Gone`` or ``Unavailable``."""

@@ -1,0 +1,101 @@
+"""Two nodes while their Redis is down: readiness says so, publishing still
+stores and acks, each node's own sockets still get what it publishes, and
+when Redis is back every connection on every node ends with its whole stream
+(the repair after the outage), including live-only connections that had not
+received anything before Redis went away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests import test_multinode
+from tests.server import ServerProcess
+from tests.test_broker_contract import RedisServer
+from tests.test_multinode import Client, Nodes, Plan, admin_headers, connect_all, wait_complete
+
+# The fixtures this module shares with test_multinode.
+nodes = test_multinode.nodes
+own_redis = test_multinode.own_redis
+schema = test_multinode.schema
+
+
+async def wait_ready(http: httpx.AsyncClient, node: ServerProcess, status: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while True:
+        response = await http.get(node.url + "/readyz")
+        if response.status_code == status or time.monotonic() > deadline:
+            assert response.status_code == status, response.text
+            body: dict[str, Any] = response.json()
+            return body
+        await asyncio.sleep(0.1)
+
+
+async def test_redis_down_then_back(nodes: Callable[..., Nodes], own_redis: RedisServer) -> None:
+    group = nodes(2, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
+    a, b = group.all
+    users = [f"u{i}" for i in range(40)]
+    quiet = [f"q{i}" for i in range(10)]
+    clients = [Client(u, group, group.all[i % 2]) for i, u in enumerate(users)]
+    clients += [Client(u, group, group.all[(i + 1) % 2]) for i, u in enumerate(users[:10])]
+    clients += [Client(q, group, group.all[i % 2], live_only=True) for i, q in enumerate(quiet)]
+    await connect_all(clients)
+    await asyncio.sleep(0.2)  # live-only connections must be registered before the pushes
+    plan = Plan(expected={u: [] for u in users + quiet})
+
+    async with httpx.AsyncClient(headers=admin_headers()) as http:
+
+        async def publish(node: ServerProcess, message: str, to: list[str]) -> None:
+            response = await http.post(
+                node.url + "/v1/notifications", json={"userIds": to, "message": message}
+            )
+            assert response.status_code == 201, response.text
+            for user in to:
+                plan.expected[user].append(message)
+
+        await publish(a, "before", users)
+        await wait_complete(clients, plan, timeout=10)
+
+        own_redis.kill()
+        for node in (a, b):
+            body = await wait_ready(http, node, 503)
+            assert body["status"] == "degraded" and body["store"] == "ok"
+            assert "Redis" in body["broker"], body
+
+        # Stored and acked with the broker down: over HTTP via a, over WebSocket via b.
+        for i in range(20):
+            await publish(a, f"down{i}", users + quiet)
+        sender = next(c for c in clients if c.node is b and not c.live_only)
+        for i in range(10):
+            reply = await sender.send(users[0], f"ws-down{i}")
+            assert reply["type"] == "ack" and reply["seq"] > 0
+            plan.expected[users[0]].append(f"ws-down{i}")
+
+        # A node's own sockets get what it published even now; the other node's wait.
+        on_a = next(c for c in clients if c.node is a and c.user == "u2")
+        deadline = time.monotonic() + 5
+        while "down18" not in on_a.messages and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert "down18" in on_a.messages
+        on_b = next(c for c in clients if c.node is b and c.user == "u3")
+        assert "down0" not in on_b.messages
+
+        own_redis.start()
+        for node in (a, b):
+            assert (await wait_ready(http, node, 200))["broker"] == "ok"
+        await wait_complete(clients, plan, timeout=20)
+        assert all(c.connects == 1 for c in clients)
+
+        # The registry was rebuilt in the new Redis: each node sees the other's connections.
+        deadline = time.monotonic() + 10
+        while True:
+            presence = await http.get(b.url + "/v1/users/u0/presence")
+            if presence.json()["connections"] == 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert presence.json()["connections"] == 2
+    await asyncio.gather(*(c.close() for c in clients))
