@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-smoke clean
+.PHONY: run test lint bench bench-smoke clean browser-deps
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,17 +16,38 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/tidings serve $(ARGS)
 
+## browser-deps: Debian's Chromium and the JS client's npm packages (the browser and JS tests)
+JS_DIR := clients/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
+
+browser-deps: $(JS_STAMP)
+	@test -x /usr/bin/chromium || { echo "installing Chromium (Debian package chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "could not install chromium: the browser tests skip here (and fail in CI)"
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the JS tests skip here (and fail in CI)"; exit 0; }; \
+		cd $(JS_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed
+
 ## test: lint, type-check and the whole test suite (PostgreSQL and Redis on 127.0.0.1)
-test: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+test: $(STAMP) browser-deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+## bench: set up the peers (bench/.venv, npm ci) and run every workload (< 10 min); results in bench/results/
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## bench-smoke: the harness in seconds (tidings + the Python peers this venv can run)
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

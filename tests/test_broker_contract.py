@@ -149,7 +149,9 @@ def test_encoding_round_trips_and_rejects_garbage() -> None:
     message = encode(publication)
     assert len(message) == HEADER.size + len("zoë".encode()) + len(publication.payload)
     assert decode(message) == publication
-    for bad in (b"", message[:5], b"\x02" + message[1:], message[: HEADER.size + 2]):
+    topical = Publication("", 7, b"{}", topic="news.eu")
+    assert decode(encode(topical)) == topical
+    for bad in (b"", message[:5], b"\x09" + message[1:], message[: HEADER.size + 2]):
         with pytest.raises(ValueError):
             decode(bad)
     with pytest.raises(ValueError):

@@ -131,7 +131,12 @@ async def test_auth_and_validation_errors_are_json_and_store_nothing(
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     for user in ("bob", "b", "c"):
         ws = await open_ws(server.ws_url, token=server.token(user), since=0)
-        assert await recv_json(ws) == {"type": "caughtUp", "seq": 0, "complete": True}
+        assert await recv_json(ws) == {
+            "type": "caughtUp",
+            "seq": 0,
+            "complete": True,
+            "topics": {"everyone": 0},
+        }
         await ws.close()
 
 

@@ -1,5 +1,5 @@
 """The store contract on SQLite and PostgreSQL, plus what only PostgreSQL promises:
-several nodes writing the same streams at once."""
+several nodes writing the same streams and changing the same inboxes at once."""
 
 from __future__ import annotations
 
@@ -15,14 +15,33 @@ import pytest
 
 from tests.server import free_port
 from tests.services import require_postgres
-from tests.store_contract import MakeStore, StoreContract, append_all, read_all, request, seqs_of
+from tests.store_contract import (
+    InboxContract,
+    MakeStore,
+    StoreContract,
+    TopicContract,
+    append_all,
+    assert_counts,
+    concurrent_changes,
+    concurrent_topic_changes,
+    now_ms,
+    publish,
+    read_all,
+    read_topic_all,
+    request,
+    seqs_of,
+    walk,
+)
 from tidings.core.errors import ConfigError, Unavailable
+from tidings.core.inbox import EVERYONE, Mark
+from tidings.core.models import Counts
 from tidings.store import open_store
 from tidings.store.base import Store
+from tidings.store.postgres_schema import MIGRATIONS
 from tidings.store.sqlite import SQLiteStore
 
 
-class TestSQLiteStore(StoreContract):
+class TestSQLiteStore(StoreContract, InboxContract, TopicContract):
     @pytest.fixture
     async def make_store(self, tmp_path: Path) -> AsyncIterator[MakeStore]:
         opened: list[Store] = []
@@ -66,6 +85,16 @@ async def admin_fetch(sql: str) -> list[Any]:
         await conn.close()
 
 
+async def admin_script(sql: str) -> None:
+    """Run several statements on the test database outside any store."""
+    asyncpg = require_driver("asyncpg")
+    conn = await asyncpg.connect(require_postgres())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A PostgreSQL URL naming a fresh schema, dropped afterwards."""
@@ -75,10 +104,18 @@ async def pg_url() -> AsyncIterator[str]:
     await admin_fetch(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-class TestPostgresStore(StoreContract):
+class TestPostgresStore(StoreContract, InboxContract, TopicContract):
     @pytest.fixture(autouse=True)
     def driver(self) -> None:
         require_driver("asyncpg")
+
+    @pytest.fixture
+    def no_retries(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make a deadlock fail the test instead of passing unseen after a retry."""
+        from tidings.store import postgres, postgres_inbox
+
+        monkeypatch.setattr(postgres, "RETRIES", 1)
+        monkeypatch.setattr(postgres_inbox, "RETRIES", 1)
 
     @pytest.fixture
     async def make_store(self, pg_url: str) -> AsyncIterator[MakeStore]:
@@ -94,6 +131,7 @@ class TestPostgresStore(StoreContract):
         for store in opened:
             await store.close()
 
+    @pytest.mark.usefixtures("no_retries")
     async def test_two_nodes_share_streams_without_gaps(self, make_store: MakeStore) -> None:
         """Two instances (two nodes) hammer the same user, and publish to the same
         pair of users in opposite orders, which would deadlock with careless locking."""
@@ -146,7 +184,154 @@ class TestPostgresStore(StoreContract):
             for store in stores:
                 await store.close()
         versions = await admin_fetch(f"SELECT version FROM {schema_of(pg_url)}.schema_version")
-        assert [row["version"] for row in versions] == [1]
+        assert [row["version"] for row in versions] == [len(MIGRATIONS)]
+
+    async def test_inbox_migration_counts_what_was_stored_before(self, pg_url: str) -> None:
+        """A database at version 1 with notifications in it: nodes starting at once
+        migrate it once, and the new counters count the old notifications."""
+        schema = schema_of(pg_url)
+        await admin_script(
+            f"CREATE SCHEMA {schema}; SET search_path = {schema}; {MIGRATIONS[0]};"
+            " CREATE TABLE schema_version (version INTEGER NOT NULL);"
+            " INSERT INTO schema_version VALUES (1);"
+            " INSERT INTO streams VALUES ('bob', 2, 0), ('carol', 1, 0);"
+            " INSERT INTO notifications VALUES"
+            " ('bob', 1, '01J00000000000000000000001', NULL, 'a', NULL, 1),"
+            " ('bob', 2, '01J00000000000000000000002', NULL, 'b', NULL, 2),"
+            " ('carol', 1, '01J00000000000000000000001', NULL, 'c', NULL, 1)"
+        )
+        stores = [open_store(pg_url) for _ in range(3)]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+            await assert_counts(stores[0], "bob", Counts(2, 2, 2))
+            await assert_counts(stores[1], "carol", Counts(1, 1, 1))
+            assert (await stores[2].append(request("bob"))).seqs == (("bob", 3),)
+            await assert_counts(stores[2], "bob", Counts(3, 3, 3))
+            [old] = (await stores[0].read_stream("carol", after_seq=0)).items
+            assert (old.message, old.tags, old.expires_at) == ("c", (), None)
+        finally:
+            for store in stores:
+                await store.close()
+        versions = await admin_fetch(f"SELECT version FROM {schema}.schema_version")
+        assert [row["version"] for row in versions] == [len(MIGRATIONS)]
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_mark_the_same_items_at_once(self, make_store: MakeStore) -> None:
+        """Each item is changed by exactly one of the nodes' overlapping marks;
+        the counters, moved by both, end exact."""
+        nodes = [await make_store(), await make_store()]
+        results = await append_all(nodes[0], [request("bob") for _ in range(200)])
+        ids = [r.id for r in results]
+        for action in ("read", "seen", "archive", "unread", "unarchive"):
+            marks = [
+                node.mark("bob", Mark(action, ids=tuple(ids[start : start + 60])))
+                for start in range(0, 120, 20)
+                for node in nodes
+            ]
+            marks += [node.mark("bob", Mark(action, up_to=ids[99])) for node in nodes]
+            changed = [id_ for got, _ in await asyncio.gather(*marks) for id_ in got]
+            assert sorted(changed) == sorted(ids[:160]), action
+        await assert_counts(nodes[1], "bob", Counts(200, 200, 40))
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_change_and_sweep_the_same_inboxes(self, make_store: MakeStore) -> None:
+        """Marks, deletes, appends and sweeps from two nodes at once, over users
+        that appends and sweeps lock together: no deadlock, nothing removed
+        twice, every count exact."""
+        nodes = [await make_store(), await make_store()]
+        await concurrent_changes(nodes, users=("bob", "carol", "dave"), tasks=24, steps=15)
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_sweep_at_once(self, make_store: MakeStore) -> None:
+        nodes = [await make_store(), await make_store()]
+        past = now_ms() - 1
+        users = [f"u{n}" for n in range(20)]
+        await append_all(nodes[0], [request(*users, expires_at=past) for _ in range(30)])
+        swept = await asyncio.gather(
+            *(node.expire(now_ms=now_ms(), limit=100) for node in nodes for _ in range(4))
+        )
+        while rest := await nodes[0].expire(now_ms=now_ms()):
+            swept.append(rest)
+        ids = [(e.user_id, i) for sweep in swept for e in sweep for i in e.ids]
+        assert len(ids) == len(set(ids)) == 600
+        assert all(e.counts == Counts() for sweep in swept for e in sweep)
+        for user in users:
+            await assert_counts(nodes[1], user, Counts())
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_publish_to_shared_topics_without_gaps(
+        self, make_store: MakeStore
+    ) -> None:
+        """Two nodes publish to the same topics, in batches that also write the
+        same personal streams, in opposite orders: topic seqs stay gapless and
+        in commit order, and nothing deadlocks."""
+        nodes = [await make_store(), await make_store()]
+        waves = []
+        for wave in range(4):
+            for node_no, node in enumerate(nodes):
+                names = ("a", "b") if node_no else ("b", "a")
+                batch = [publish(names[n % 2], message=f"{node_no}-{wave}-{n}") for n in range(60)]
+                batch += [request("x", "y") for _ in range(5)]
+                batch += [publish(EVERYONE) for _ in range(5)]
+                waves.append(append_all(node, batch))
+        results = [r for wave_results in await asyncio.gather(*waves) for r in wave_results]
+        for name, count in (("a", 240), ("b", 240), (EVERYONE, 40)):
+            assert sorted(r.topic_seq for r in results if r.topic == name) == list(
+                range(1, count + 1)
+            )
+            stored = await read_topic_all(nodes[1], name)
+            by_seq = {r.topic_seq: r.id for r in results if r.topic == name}
+            assert [n.seq for n in stored] == list(range(1, count + 1))
+            assert all(by_seq[n.seq] == n.id for n in stored)
+        assert await nodes[0].heads(["x", "y"]) == {"x": 40, "y": 40}
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_mark_the_same_topic_items_at_once(self, make_store: MakeStore) -> None:
+        nodes = [await make_store(), await make_store()]
+        await nodes[0].subscribe(["bob"], "news")
+        results = await append_all(
+            nodes[0], [publish("news" if n % 2 else EVERYONE) for n in range(200)]
+        )
+        ids = sorted(r.id for r in results)
+        for action in ("read", "seen", "archive", "unread", "unarchive"):
+            marks = [
+                node.mark("bob", Mark(action, ids=tuple(ids[start : start + 60])))
+                for start in range(0, 120, 20)
+                for node in nodes
+            ]
+            marks += [node.mark("bob", Mark(action, up_to=ids[99])) for node in nodes]
+            changed = [id_ for got, _ in await asyncio.gather(*marks) for id_ in got]
+            assert sorted(changed) == ids[:160], action
+        await assert_counts(nodes[1], "bob", Counts(200, 200, 40))
+        assert len(await walk(nodes[1], "bob", limit=200)) == 200
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_change_topics_and_sweep_at_once(self, make_store: MakeStore) -> None:
+        nodes = [await make_store(), await make_store()]
+        await concurrent_topic_changes(nodes, users=("bob", "carol", "dave"), tasks=24, steps=15)
+
+    @pytest.mark.usefixtures("no_retries")
+    async def test_two_nodes_sweep_topics_at_once(self, make_store: MakeStore) -> None:
+        nodes = [await make_store(), await make_store()]
+        await nodes[0].subscribe(["bob", "carol"], "news")
+        past = now_ms() - 1
+        batch = [publish(f"t{n % 7}", expires_at=past) for n in range(300)]
+        await append_all(nodes[0], batch)
+        for n in range(0, 300, 7):  # receipts to sweep too
+            await nodes[0].mark("bob", Mark("archive", ids=(batch[n].id,)))
+        await append_all(nodes[0], [publish("news", expires_at=past) for _ in range(100)])
+        swept = await asyncio.gather(
+            *(node.expire(now_ms=now_ms(), limit=60) for node in nodes for _ in range(4))
+        )
+        while rest := await nodes[0].expire(now_ms=now_ms()):
+            swept.append(rest)
+        ids = [(e.topic, i) for sweep in swept for e in sweep for i in e.ids]
+        assert len(ids) == len(set(ids)) == 400
+        assert all(e.counts is None and e.user_id == "" for sweep in swept for e in sweep)
+        for n in range(7):
+            page = await nodes[1].read_topic(f"t{n}", after_seq=0)
+            assert (page.items, page.trimmed) == ([], page.head)
+        assert (await nodes[1].export("bob"))["receipts"] == []
 
     async def test_schemas_are_isolated(self, make_store: MakeStore, pg_url: str) -> None:
         store = await make_store()

@@ -60,7 +60,12 @@ async def test_offline_catch_up_replays_exactly_the_missed_notifications(
     notes = [f for f in frames if f["type"] == "notification"]
     assert [n["seq"] for n in notes] == list(range(1, 101))
     assert [n["message"] for n in notes] == [f"m{i}" for i in range(100)]
-    assert frames[-1] == {"type": "caughtUp", "seq": 100, "complete": True}
+    assert frames[-1] == {
+        "type": "caughtUp",
+        "seq": 100,
+        "complete": True,
+        "topics": {"everyone": 0},
+    }
 
     # Resume from the middle: only what came after.
     again = await open_ws(server.ws_url, token=server.token("bob"), since=90)

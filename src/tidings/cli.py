@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from tidings import __version__, logs
+from tidings.aws.options import gateway_options, gateway_settings
 from tidings.config import Settings, default_data_dir, load_or_create_secret
 from tidings.core.errors import TidingsError
 from tidings.core.protocol import Limits
@@ -72,6 +74,12 @@ def cli() -> None:
     is_flag=True,
     help="INSECURE: accept the seed's ?userId= without a token.",
     **_env("ALLOW_USER_ID"),
+)
+@click.option(
+    "--dev-login",
+    is_flag=True,
+    help="INSECURE: the /inbox page signs in as any user id (POST /dev/login).",
+    **_env("DEV_LOGIN"),
 )
 @click.option(
     "--user-send",
@@ -145,12 +153,44 @@ def cli() -> None:
     **_env("MAX_CONNECTIONS_PER_USER"),
 )
 @click.option(
+    "--allowed-origins",
+    default="",
+    help="Comma-separated browser origins allowed for CORS and WebSocket handshakes "
+    "(others get 403); empty: no CORS, WebSocket from any origin; '*': any.",
+    **_env("ALLOWED_ORIGINS"),
+)
+@click.option(
+    "--default-ttl",
+    default=0.0,
+    type=click.FloatRange(0),
+    show_default=True,
+    help="Seconds a notification is kept when published without expiresAt (0: forever).",
+    **_env("DEFAULT_TTL"),
+)
+@click.option(
+    "--sweep-interval",
+    default=1.0,
+    type=click.FloatRange(0.05),
+    show_default=True,
+    help="Seconds between sweeps of expired notifications.",
+    **_env("SWEEP_INTERVAL"),
+)
+@click.option(
+    "--node-ttl",
+    default=10.0,
+    type=click.FloatRange(0.3),
+    show_default=True,
+    help="With --broker redis://: seconds without a heartbeat before peers count a node dead.",
+    **_env("NODE_TTL"),
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
     **_env("LOG_LEVEL"),
 )
+@gateway_options
 def serve(**options: Any) -> None:
     """Run the service (HTTP API and WebSocket endpoint /ws on one port)."""
     settings = Settings(
@@ -161,6 +201,7 @@ def serve(**options: Any) -> None:
         broker=options["broker"],
         secret=options["secret"],
         allow_user_id=options["allow_user_id"],
+        dev_login=options["dev_login"],
         user_send=options["user_send"],
         durable=options["durability"] == "full",
         max_frame_bytes=options["max_frame_bytes"],
@@ -170,7 +211,14 @@ def serve(**options: Any) -> None:
         drain_grace=options["drain_grace"],
         send_buffer_limit=options["send_buffer_limit"],
         max_connections_per_user=options["max_connections_per_user"],
+        allowed_origins=tuple(
+            o.strip() for o in options["allowed_origins"].split(",") if o.strip()
+        ),
+        default_ttl=options["default_ttl"],
+        sweep_interval=options["sweep_interval"],
+        node_ttl=options["node_ttl"],
         log_level=options["log_level"],
+        gateway=gateway_settings(options),
     )
     settings.validate()
     from tidings.web.server import bind
@@ -229,6 +277,100 @@ def migrate(data_dir: Path, db: str | None) -> None:
 
     _run(run())
     click.echo(f"schema up to date: {redact_url(settings.store_url)}")
+
+
+url_option = click.option(
+    "--url", default="http://127.0.0.1:8000", show_default=True, help="The server.", **_env("URL")
+)
+
+
+@cli.command()
+@click.option("--user", required=True, help="Whose notifications to print.")
+@url_option
+@click.option("--token", help="A token for USER; default: minted with the secret.", **_env("TOKEN"))
+@click.option(
+    "--since",
+    type=click.IntRange(0),
+    help="Start after this seq (0: all stored) instead of where the last listen stopped.",
+)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File keeping the position [default: DATA_DIR/listen/USER@HOST_PORT.json].",
+)
+@data_dir_option
+@secret_option
+def listen(
+    user: str,
+    url: str,
+    token: str | None,
+    since: int | None,
+    state: Path | None,
+    data_dir: Path,
+    secret: str | None,
+) -> None:
+    """Print USER's notifications as they arrive, one JSON line each, resuming where it stopped."""
+    from tidings.client import commands
+
+    if token is None:
+        key = secret or load_or_create_secret(data_dir)
+        factory = functools.partial(mint, key, user, ttl_seconds=3600)
+    else:
+        factory = functools.partial(str, token)
+    path = state or commands.default_state_path(data_dir, user, url)
+    store = commands.JsonFileState(path, ignore_saved=since is not None)
+    try:
+        _run(commands.listen(url, factory, state=store, since=since))
+    except commands.CommandError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@click.option("--to", multiple=True, required=True, help="Recipient user id (repeat for more).")
+@click.argument("message")
+@click.option("--data", help="A JSON object, e.g. '{\"order\": 42}'.")
+@click.option("--idempotency-key", help="Send again with the same key: stored once.")
+@url_option
+@click.option(
+    "--token", help="An admin token; default: minted with the secret.", **_env("ADMIN_TOKEN")
+)
+@click.option("--sender", default="cli", show_default=True, help="Sender of a minted token.")
+@data_dir_option
+@secret_option
+def send(
+    to: tuple[str, ...],
+    message: str,
+    data: str | None,
+    idempotency_key: str | None,
+    url: str,
+    token: str | None,
+    sender: str,
+    data_dir: Path,
+    secret: str | None,
+) -> None:
+    """Publish MESSAGE to the --to users over HTTP; prints the server's answer as JSON."""
+    import json
+
+    from tidings.client import commands
+
+    payload = None
+    if data is not None:
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+        if not isinstance(payload, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--data")
+    if token is None:
+        key = secret or load_or_create_secret(data_dir)
+        token = mint(key, sender, ttl_seconds=300, admin=True)
+    try:
+        answer = commands.send(
+            url, token, to, message, data=payload, idempotency_key=idempotency_key
+        )
+    except commands.CommandError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(answer, separators=(",", ":")))
 
 
 def _run(main: Any) -> None:

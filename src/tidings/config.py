@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tidings.aws.settings import GatewaySettings
 from tidings.core.errors import ConfigError
 from tidings.core.protocol import Limits
 
@@ -37,6 +38,8 @@ class Settings:
     """None means the one kept in the data directory (generated on first use)."""
     allow_user_id: bool = False
     """Accept the seed's unauthenticated ``?userId=`` (insecure, opt-in)."""
+    dev_login: bool = False
+    """Serve ``POST /dev/login``: the inbox page signs in by user id (insecure, opt-in)."""
     user_send: str = "any"
     """Whom a user token may send to over the WebSocket: any, self or none."""
     durable: bool = True
@@ -56,7 +59,18 @@ class Settings:
     """0 for no limit; past it handshakes get 429."""
     gap_wait: float = 0.05
     """Seconds a node holds an early frame waiting for the one before it."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed for the HTTP API (CORS) and WebSocket handshakes;
+    empty: no CORS, any origin may open a WebSocket ("*": any origin, with CORS)."""
+    default_ttl: float = 0
+    """Seconds a notification is kept when published without ``expiresAt``; 0: forever."""
+    sweep_interval: float = 1.0
+    """Seconds between sweeps of expired notifications."""
+    node_ttl: float = 10.0
+    """Seconds after a node's last heartbeat (in Redis) before its peers count it dead."""
     log_level: str = "info"
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    """API Gateway compatibility: routes to HTTP integrations, stage, SigV4 keys."""
 
     @property
     def store_url(self) -> str:

@@ -1,8 +1,9 @@
-"""This node's live connections, by user, and the fan-out loop.
+"""This node's live connections, by user and by topic, and the fan-out loops.
 
 A frame reaches the hub already encoded; the hub wraps it in a WebSocket
-frame once and writes those same bytes to each of the user's connections
-that its cursor allows. No task, no copy and no JSON per delivery.
+frame once and writes those same bytes to each connection that its cursor
+allows. No task, no copy and no JSON per delivery. A topic frame is the same
+for every subscriber, so a broadcast is one frame written N times.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+import orjson
+
 from tidings.core.cursor import DELIVER, GAP, StreamCursor
+from tidings.core.inbox import EVERYONE
 from tidings.core.models import Publication
 
 
@@ -20,6 +24,9 @@ class Connection(Protocol):
     id: str
     user_id: str
     cursor: StreamCursor
+    """Delivery rules for the user's personal stream."""
+    topics: dict[str, StreamCursor]
+    """Delivery rules per subscribed topic (``everyone`` always among them)."""
     last_seen: float
     """Loop time of the last byte received: any traffic proves the peer alive."""
     last_ping: float
@@ -35,23 +42,26 @@ class Connection(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+GapHandler = Callable[[Connection, str | None], None]
+"""Told that a connection saw a seq jump in its personal stream (None) or a topic."""
+
+
 class Hub:
-    def __init__(
-        self,
-        *,
-        encode: Callable[[bytes], bytes],
-        on_gap: Callable[[Connection], None],
-    ) -> None:
+    def __init__(self, *, encode: Callable[[bytes], bytes], on_gap: GapHandler) -> None:
         self._encode = encode
         self._on_gap = on_gap
         self._by_user: dict[str, dict[str, Connection]] = {}
         self._by_id: dict[str, Connection] = {}
+        self._by_topic: dict[str, dict[str, Connection]] = {}
+        """Subscribers of each topic but ``everyone``, which is every connection."""
         self.deliveries = 0
         """Frames written by fan-out since start (for metrics)."""
 
     def add(self, conn: Connection) -> None:
         self._by_id[conn.id] = conn
         self._by_user.setdefault(conn.user_id, {})[conn.id] = conn
+        for topic in conn.topics:
+            self._join(conn, topic)
 
     def remove(self, conn: Connection) -> None:
         if self._by_id.pop(conn.id, None) is None:
@@ -61,13 +71,52 @@ class Hub:
             conns.pop(conn.id, None)
             if not conns:
                 del self._by_user[conn.user_id]
+        for topic in conn.topics:
+            self._leave(conn, topic)
+
+    def subscribe(self, conn: Connection, topic: str, cursor: StreamCursor) -> None:
+        """Start delivering ``topic`` to ``conn`` under ``cursor``'s rules."""
+        conn.topics[topic] = cursor
+        if conn.id in self._by_id:
+            self._join(conn, topic)
+
+    def unsubscribe(self, conn: Connection, topic: str) -> None:
+        if conn.topics.pop(topic, None) is not None:
+            self._leave(conn, topic)
+
+    def _join(self, conn: Connection, topic: str) -> None:
+        if topic != EVERYONE:
+            self._by_topic.setdefault(topic, {})[conn.id] = conn
+
+    def _leave(self, conn: Connection, topic: str) -> None:
+        subscribers = self._by_topic.get(topic)
+        if subscribers is not None:
+            subscribers.pop(conn.id, None)
+            if not subscribers:
+                del self._by_topic[topic]
 
     def deliver(self, publication: Publication) -> None:
+        """Hand one publication from the broker to the connections it is for."""
+        topic = publication.topic
+        if topic is not None:
+            if publication.seq:
+                self._deliver_topic(topic, publication)
+            elif publication.user_id:
+                self._subscription_changed(publication)
+            else:  # an event about a topic (its items expired): every subscriber
+                frame = self._encode(publication.payload)
+                for conn in self._subscribers(topic):
+                    conn.write_frame(frame)
+            return
         conns = self._by_user.get(publication.user_id)
         if not conns:
             return
         frame = self._encode(publication.payload)
         seq = publication.seq
+        if not seq:  # outside the stream (an inbox change): every connection, as is
+            for conn in list(conns.values()):
+                conn.write_frame(frame)
+            return
         written = 0
         for conn in list(conns.values()):
             verdict = conn.cursor.offer(seq, frame)
@@ -75,8 +124,46 @@ class Hub:
                 conn.write_frame(frame)
                 written += 1
             elif verdict == GAP:
-                self._on_gap(conn)
+                self._on_gap(conn, None)
         self.deliveries += written
+
+    def _subscribers(self, topic: str) -> list[Connection]:
+        if topic == EVERYONE:
+            return list(self._by_id.values())
+        return list(self._by_topic.get(topic, {}).values())
+
+    def _deliver_topic(self, topic: str, publication: Publication) -> None:
+        subscribers = self._subscribers(topic)
+        if not subscribers:
+            return
+        frame = self._encode(publication.payload)
+        seq = publication.seq
+        written = 0
+        for conn in subscribers:
+            cursor = conn.topics.get(topic)
+            if cursor is None:
+                continue
+            verdict = cursor.offer(seq, frame)
+            if verdict == DELIVER:
+                conn.write_frame(frame)
+                written += 1
+            elif verdict == GAP:
+                self._on_gap(conn, topic)
+        self.deliveries += written
+
+    def _subscription_changed(self, publication: Publication) -> None:
+        """The user joined or left a topic (on any node): follow it on every connection,
+        and tell them."""
+        assert publication.topic is not None
+        event = orjson.loads(publication.payload)
+        frame = self._encode(publication.payload)
+        for conn in self.of_user(publication.user_id):
+            if event.get("subscribed"):
+                if publication.topic not in conn.topics:
+                    self.subscribe(conn, publication.topic, StreamCursor(event.get("seq", 0)))
+            else:
+                self.unsubscribe(conn, publication.topic)
+            conn.write_frame(frame)
 
     def get(self, connection_id: str) -> Connection | None:
         return self._by_id.get(connection_id)

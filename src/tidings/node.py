@@ -12,16 +12,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from tidings.broker.base import Broker
+from tidings.core.cursor import StreamCursor
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
 from tidings.core.ids import new_id
-from tidings.core.models import JSONObject, Publication, PublishRequest, PublishResult
+from tidings.core.inbox import EVERYONE, Mark, check_topic
+from tidings.core.models import (
+    Counts,
+    JSONObject,
+    Publication,
+    PublishRequest,
+    PublishResult,
+    StreamPage,
+)
 from tidings.core.protocol import (
     SendNotification,
     caught_up_frame,
@@ -34,13 +44,27 @@ from tidings.store.base import PAGE_LIMIT, Store
 
 log = logging.getLogger("tidings.node")
 
+PRUNE_EVERY = 60.0
+"""Seconds between sweeps of expired idempotency keys."""
 CLOSE_STORE_DOWN = 1011
 """Close code when a connection cannot be synced because the store is down."""
 
 
-def fingerprint(recipients: Sequence[str], message: str, data: JSONObject | None) -> str:
+def fingerprint(
+    recipients: Sequence[str],
+    message: str,
+    data: JSONObject | None,
+    tags: Sequence[str] = (),
+    expires_at: int | None = None,
+) -> str:
     """Digest of what a publish asks for: tells a retry from a reused key."""
-    body = {"to": sorted(recipients), "message": message, "data": data}
+    body = {
+        "to": sorted(recipients),
+        "message": message,
+        "data": data,
+        "tags": list(tags),
+        "expiresAt": expires_at,
+    }
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -53,6 +77,7 @@ class Node:
         encode: Callable[[bytes], bytes],
         user_send: str = "any",
         gap_wait: float = 0.05,
+        default_ttl: float = 0,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -61,13 +86,27 @@ class Node:
         self.hub = Hub(encode=encode, on_gap=self._on_gap)
         self.user_send = user_send
         self.gap_wait = gap_wait
+        self.default_ttl_ms = int(default_ttl * 1000)
+        """Lifetime of a notification published without ``expiresAt``; 0: forever."""
         self.draining = False
         self.broker_up = True
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._syncing: set[str] = set()
+        self._topic_syncing: set[tuple[str, str]] = set()
+        self._subscriptions_loaded: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.node_id = secrets.token_urlsafe(6)
+        """Names this node among its peers; every connection id starts with it."""
+        self.on_attach: list[Callable[[Connection], None]] = []
+        self.on_detach: list[Callable[[Connection], None]] = []
+        """Told of each connection joining or leaving the hub (the cluster registry)."""
+        self._stale: set[str] = set()
+        """Connections whose running sync must read the store once more (a broker outage)."""
+        self._unsent: dict[tuple[str, str | None], Publication] = {}
+        """Per user (or topic), the latest publication the broker could not send; sent
+        when it is back."""
 
     async def start(self) -> None:
         await self.store.open()
@@ -84,6 +123,9 @@ class Node:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    def new_connection_id(self) -> str:
+        return self.node_id + secrets.token_urlsafe(9)
+
     # -- publish -------------------------------------------------------------
 
     async def send(self, sender: Identity, action: SendNotification) -> PublishResult:
@@ -99,6 +141,7 @@ class Node:
             data=action.data,
             sender=sender.user_id,
             idempotency_key=action.idempotency_key,
+            tags=action.tags,
         )
 
     async def publish(
@@ -109,24 +152,44 @@ class Node:
         data: JSONObject | None = None,
         sender: str | None = None,
         idempotency_key: str | None = None,
+        tags: Sequence[str] = (),
+        expires_at: int | None = None,
+        topic: str | None = None,
     ) -> PublishResult:
-        """Store for every recipient in one transaction, then push; returns after both."""
+        """Store for every recipient in one transaction (or once in ``topic``'s
+        stream), then push; returns after both."""
         unique = tuple(dict.fromkeys(recipients))
-        if not unique:
+        if topic is not None:
+            if unique:
+                raise BadRequest("give recipients or a topic, not both")
+            check_topic(topic)
+        elif not unique:
             raise BadRequest("no recipients")
         for user in unique:
             check_text(user, "userId")
         check_text(message, "message")
         check_text(idempotency_key or "", "idempotencyKey")
+        for tag in tags:
+            check_text(tag, "tag")
+        now = time.time_ns() // 1_000_000
+        if expires_at is None and self.default_ttl_ms:
+            expires_at = now + self.default_ttl_ms
+        elif expires_at is not None and expires_at <= now:
+            raise BadRequest("expiresAt is in the past")
         request = PublishRequest(
             id=new_id(),
             recipients=unique,
             message=message,
-            created_at=time.time_ns() // 1_000_000,
+            created_at=now,
             sender=sender,
             data=data,
             idempotency_key=idempotency_key,
-            fingerprint=fingerprint(unique, message, data) if idempotency_key else "",
+            fingerprint=fingerprint(unique or [f"#{topic}"], message, data, tags, expires_at)
+            if idempotency_key
+            else "",
+            tags=tuple(tags),
+            expires_at=expires_at,
+            topic=topic,
         )
         self._inflight += 1
         self._idle.clear()
@@ -141,26 +204,248 @@ class Node:
                 self._idle.set()
 
     async def _push(self, result: PublishResult) -> None:
-        publications = [Publication(n.user_id, n.seq, notification_frame(n)) for n in result.stored]
+        publications = [
+            Publication(n.user_id, n.seq, notification_frame(n), topic=n.topic)
+            for n in result.stored
+        ]
         try:
             await self.broker.publish(publications)
         except Unavailable as exc:
-            # Stored already: clients get it from the repair after the broker returns.
+            # Stored already. This node's sockets get it now; other nodes' get the
+            # latest per user when the broker is back, and a gap repair fills in.
             log.warning("broker publish failed", extra={"error": str(exc)})
+            for publication in publications:
+                self.hub.deliver(publication)
+                self._unsent[(publication.user_id, publication.topic)] = publication
+        else:
+            if self._unsent:
+                self._spawn(self._resend())
+
+    async def _resend(self) -> None:
+        unsent, self._unsent = self._unsent, {}
+        try:
+            await self.broker.publish(list(unsent.values()))
+        except Unavailable:
+            self._unsent = {**unsent, **self._unsent}
+
+    # -- inbox changes -------------------------------------------------------
+
+    async def mark(self, user_id: str, mark: Mark) -> tuple[list[str], Counts]:
+        """Apply a read/seen/archive change and push it, with the new counts, to
+        every connection of the user on every node."""
+        changed, counts = await self.store.mark(user_id, mark)
+        if changed:
+            change = mark.change() if mark.up_to is not None else {**mark.change(), "ids": changed}
+            await self._push_inbox(user_id, change, counts)
+        return changed, counts
+
+    async def delete(self, user_id: str, ids: Sequence[str]) -> tuple[list[str], Counts]:
+        deleted, counts = await self.store.delete(user_id, ids)
+        if deleted:
+            await self._push_inbox(user_id, {"action": "delete", "ids": deleted}, counts)
+        return deleted, counts
+
+    async def _push_inbox(self, user_id: str, change: JSONObject, counts: Counts) -> None:
+        payload = orjson.dumps({"type": "inbox", "change": change, **counts.to_json()})
+        await self._publish_events([Publication(user_id, 0, payload)])
+
+    async def sweep(self) -> int:
+        """Delete what has expired and tell the owners' connections; returns how many."""
+        removed = 0
+        while True:
+            swept = await self.store.expire(now_ms=time.time_ns() // 1_000_000)
+            for expired in swept:
+                removed += len(expired.ids)
+                change = {"action": "expire", "ids": list(expired.ids)}
+                if expired.topic is not None or expired.counts is None:
+                    await self._push_topic_event(expired.topic or EVERYONE, change)
+                else:
+                    await self._push_inbox(expired.user_id, change, expired.counts)
+            if sum(len(e.ids) for e in swept) < 5000:
+                return removed
+
+    async def run_sweeper(self, interval: float) -> None:
+        """Every ``interval`` seconds: expire notifications and old idempotency keys."""
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.sweep()
+                if time.monotonic() - last_prune > PRUNE_EVERY:
+                    await self.store.prune(now_ms=time.time_ns() // 1_000_000)
+                    last_prune = time.monotonic()
+            except Unavailable as exc:
+                log.warning("sweep failed", extra={"error": str(exc)})
+            else:
+                if removed:
+                    log.info("expired notifications removed", extra={"count": removed})
+
+    # -- topics --------------------------------------------------------------
+
+    async def subscribe(self, user_ids: Sequence[str], topic: str) -> dict[str, int]:
+        """Subscribe users (from the topic's head on) and tell every node, so their
+        connections everywhere start receiving it. Returns each user's start seq."""
+        if check_topic(topic) == EVERYONE:
+            raise BadRequest("every user is always in 'everyone'")
+        for user_id in user_ids:
+            check_text(user_id, "userId")
+        starts = await self.store.subscribe(user_ids, topic)
+        await self._publish_events(
+            [
+                self._subscription(user, topic, subscribed=True, seq=seq)
+                for user, seq in starts.items()
+            ]
+        )
+        return starts
+
+    async def unsubscribe(self, user_id: str, topic: str) -> bool:
+        if check_topic(topic) == EVERYONE:
+            raise BadRequest("every user is always in 'everyone'")
+        gone = await self.store.unsubscribe(user_id, topic)
+        if gone:
+            await self._publish_events(
+                [self._subscription(user_id, topic, subscribed=False, seq=0)]
+            )
+        return gone
+
+    @staticmethod
+    def _subscription(user_id: str, topic: str, *, subscribed: bool, seq: int) -> Publication:
+        payload = orjson.dumps(
+            {"type": "subscription", "topic": topic, "subscribed": subscribed, "seq": seq}
+        )
+        return Publication(user_id, 0, payload, topic=topic)
+
+    async def _push_topic_event(self, topic: str, change: JSONObject) -> None:
+        payload = orjson.dumps({"type": "inbox", "topic": topic, "change": change})
+        await self._publish_events([Publication("", 0, payload, topic=topic)])
+
+    async def _publish_events(self, publications: list[Publication]) -> None:
+        try:
+            await self.broker.publish(publications)
+        except Unavailable as exc:
+            for publication in publications:  # this node's connections at least
+                self.hub.deliver(publication)
+            log.warning("broker publish failed", extra={"error": str(exc)})
+
+    async def _follow_topics(self, conn: Connection, replaying: bool) -> None:
+        """Load the user's subscriptions and deliver those topics to ``conn``."""
+        try:
+            subscribed = await self.store.subscriptions(conn.user_id)
+        except Unavailable as exc:
+            log.warning("cannot load subscriptions", extra={"conn": conn.id, "error": str(exc)})
+            subscribed = {EVERYONE: 0}
+        for topic, from_seq in subscribed.items():
+            cursor = conn.topics.get(topic)
+            if cursor is None:
+                self.hub.subscribe(conn, topic, StreamCursor(syncing=replaying))
+            elif cursor.last is not None and cursor.last < from_seq:
+                cursor.last = from_seq  # nothing before the subscription is the user's
+        for topic in [t for t in conn.topics if t not in subscribed]:
+            self.hub.unsubscribe(conn, topic)
+        if replaying:
+            self._subscriptions_loaded.add(conn.id)
+
+    async def _catch_up_topics(
+        self, conn: Connection, positions: dict[str, int]
+    ) -> tuple[dict[str, int], bool]:
+        """Replay each topic given a position; put the others at their head."""
+        for _ in range(2000):  # the subscriptions load in a task of their own
+            if conn.id in self._subscriptions_loaded or self.hub.get(conn.id) is not conn:
+                break
+            await asyncio.sleep(0.005)
+        self._subscriptions_loaded.discard(conn.id)
+        heads: dict[str, int] = {}
+        complete = True
+        for topic, cursor in list(conn.topics.items()):
+            if topic in positions:
+                page = await self._read_topic(conn, topic, cursor)
+                complete = complete and page.trimmed <= positions[topic]
+            else:
+                page = await self.store.read_topic(topic, after_seq=2**62, limit=1)
+                cursor.skip_to(page.head)
+            heads[topic] = page.head
+        return heads, complete
+
+    async def _read_topic(self, conn: Connection, topic: str, cursor: StreamCursor) -> StreamPage:
+        """Write a topic's stored frames after the cursor, up to its head."""
+        while True:
+            after = cursor.last if cursor.last is not None else 0
+            page = await self.store.read_topic(topic, after_seq=after)
+            for item in page.items:
+                if cursor.last is None or item.seq > cursor.last:
+                    conn.write_frame(self.encode(notification_frame(item)))
+                    cursor.delivered(item.seq)
+            if len(page.items) < PAGE_LIMIT:
+                cursor.skip_to(page.head)
+                return page
+            await self._drain(conn)
+
+    def _release_topics(self, conn: Connection) -> None:
+        """After caughtUp: write held topic frames; repair any topic still behind."""
+        for topic, cursor in list(conn.topics.items()):
+            frames, more = cursor.drain_held()
+            for frame in frames:
+                conn.write_frame(frame)
+            if more:
+                self._spawn(self.sync_topic(conn, topic))
+
+    async def sync_topic(self, conn: Connection, topic: str, *, wait: float = 0) -> None:
+        """Gap repair for one topic: wait for the missing frame, else read the store."""
+        key = (conn.id, topic)
+        self._topic_syncing.add(key)
+        try:
+            if wait:
+                await asyncio.sleep(wait)
+            while self.hub.get(conn.id) is conn:
+                cursor = conn.topics.get(topic)
+                if cursor is None:
+                    return
+                frames, more = cursor.drain_held()
+                for frame in frames:
+                    conn.write_frame(frame)
+                if not more:
+                    return
+                await self._read_topic(conn, topic, cursor)
+        except Unavailable as exc:
+            log.error("topic sync failed", extra={"conn": conn.id, "error": str(exc)})
+            conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
+        finally:
+            self._topic_syncing.discard(key)
 
     # -- catch-up and gap repair ---------------------------------------------
 
-    def attach(self, conn: Connection, since: int | None) -> None:
-        """Register a new connection; with ``since``, replay then announce caughtUp."""
+    def attach(
+        self, conn: Connection, since: int | None, topics: Mapping[str, int] | None = None
+    ) -> None:
+        """Register a new connection; with ``since``, replay then announce caughtUp.
+
+        ``topics`` (with ``since``) gives the position to resume each topic from;
+        the user's other topics go live from the ``caughtUp`` frame on.
+        """
+        replaying = since is not None
+        conn.topics = {EVERYONE: StreamCursor(syncing=replaying)}
+        for topic, seq in (topics or {}).items():
+            conn.topics[topic] = StreamCursor(seq, syncing=True)
         self.hub.add(conn)
+        for hook in self.on_attach:
+            hook(conn)
+        self._spawn(self._follow_topics(conn, replaying))
         if since is not None:
-            self._spawn(self.sync(conn, since=since))
+            self._spawn(self.sync(conn, since=since, topics=dict(topics or {})))
+        elif not self.broker_up:
+            self._spawn(self._set_baselines([conn]))
 
     def detach(self, conn: Connection) -> None:
         self.hub.remove(conn)
+        self._subscriptions_loaded.discard(conn.id)
+        for hook in self.on_detach:
+            hook(conn)
 
-    def _on_gap(self, conn: Connection) -> None:
-        if conn.id not in self._syncing:
+    def _on_gap(self, conn: Connection, topic: str | None) -> None:
+        if topic is not None:
+            if (conn.id, topic) not in self._topic_syncing:
+                self._spawn(self.sync_topic(conn, topic, wait=self.gap_wait))
+        elif conn.id not in self._syncing:
             self._spawn(self.sync(conn, wait=self.gap_wait))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -168,7 +453,14 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def sync(self, conn: Connection, *, since: int | None = None, wait: float = 0) -> None:
+    async def sync(
+        self,
+        conn: Connection,
+        *,
+        since: int | None = None,
+        wait: float = 0,
+        topics: dict[str, int] | None = None,
+    ) -> None:
         """Bring one connection up to the store's head, then release held frames.
 
         With ``since`` this is the connect-time replay and ends with the
@@ -183,7 +475,7 @@ class Node:
                 frames, more = cursor.drain_held()
                 for frame in frames:
                     conn.write_frame(frame)
-                if not more:
+                if not more and not self._reread(conn):
                     return
             complete = True
             first = True
@@ -202,12 +494,17 @@ class Node:
                     continue
                 cursor.skip_to(page.head)
                 if since is not None:
-                    conn.write_frame(self.encode(caught_up_frame(page.head, complete=complete)))
+                    heads, topics_complete = await self._catch_up_topics(conn, topics or {})
+                    frame = caught_up_frame(
+                        page.head, complete=complete and topics_complete, topics=heads
+                    )
+                    conn.write_frame(self.encode(frame))
                     since = None
+                    self._release_topics(conn)
                 frames, more = cursor.drain_held()
                 for frame in frames:
                     conn.write_frame(frame)
-                if not more:
+                if not more and not self._reread(conn):
                     return
         except Unavailable as exc:
             log.error(
@@ -217,6 +514,15 @@ class Node:
             conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
         finally:
             self._syncing.discard(conn.id)
+            self._stale.discard(conn.id)
+
+    def _reread(self, conn: Connection) -> bool:
+        """Whether a repair asked this sync for one more read, started after its call."""
+        if conn.id not in self._stale:
+            return False
+        self._stale.discard(conn.id)
+        conn.cursor.syncing = True
+        return True
 
     @staticmethod
     async def _drain(conn: Connection) -> None:
@@ -228,6 +534,24 @@ class Node:
         self.broker_up = up
         if up:
             self._spawn(self.repair_all())
+            self._spawn(self._resend())
+        else:
+            self._spawn(self._set_baselines(list(self.hub)))
+
+    async def _set_baselines(self, conns: list[Connection]) -> None:
+        """A live-only connection starts from its first push, which a broker outage
+        may lose: start those that have had none from the stream's head instead."""
+        waiting = [conn for conn in conns if conn.cursor.last is None]
+        if not waiting:
+            return
+        try:
+            heads = await self.store.heads(list({conn.user_id for conn in waiting}))
+        except Unavailable as exc:
+            log.warning("cannot read stream heads", extra={"error": str(exc)})
+            return
+        for conn in waiting:
+            if conn.cursor.last is None:
+                conn.cursor.last = heads.get(conn.user_id, 0)
 
     async def repair_all(self) -> None:
         """After a broker outage: compare every local stream's head with what its
@@ -235,11 +559,53 @@ class Node:
         users = self.hub.users()
         for start in range(0, len(users), 1000):
             chunk = users[start : start + 1000]
-            heads = await self.store.heads(chunk)
+            try:
+                heads = await self.store.heads(chunk)
+            except Unavailable as exc:
+                log.error("repair failed", extra={"users": len(chunk), "error": str(exc)})
+                return
             for user in chunk:
                 for conn in self.hub.of_user(user):
                     last = conn.cursor.last
-                    behind = last is None or heads.get(user, 0) > last
-                    if behind and conn.id not in self._syncing and last is not None:
+                    if last is None or heads.get(user, 0) <= last:
+                        continue
+                    if conn.id in self._syncing:
+                        self._stale.add(conn.id)
+                    else:
                         conn.cursor.syncing = True
                         self._spawn(self.sync(conn))
+        await self._repair_topics()
+
+    async def _repair_topics(self) -> None:
+        """The same for topics: one head read per topic followed here, then a store
+        read for each connection whose cursor is behind it."""
+        for topic in {topic for conn in self.hub for topic in conn.topics}:
+            try:
+                page = await self.store.read_topic(topic, after_seq=2**62, limit=1)
+            except Unavailable as exc:
+                log.error("topic repair failed", extra={"topic": topic, "error": str(exc)})
+                return
+            for conn in self.hub:
+                cursor = conn.topics.get(topic)
+                if cursor is not None and cursor.last is not None and page.head > cursor.last:
+                    self._spawn(self._repair_topic(conn, topic))
+
+    async def _repair_topic(self, conn: Connection, topic: str) -> None:
+        key = (conn.id, topic)
+        cursor = conn.topics.get(topic)
+        if key in self._topic_syncing or cursor is None:
+            return  # a gap repair under way reads the store anyway
+        self._topic_syncing.add(key)
+        try:
+            cursor.syncing = True
+            await self._read_topic(conn, topic, cursor)
+            frames, more = cursor.drain_held()
+            for frame in frames:
+                conn.write_frame(frame)
+        except Unavailable as exc:
+            log.error("topic repair failed", extra={"conn": conn.id, "error": str(exc)})
+            more = False
+        finally:
+            self._topic_syncing.discard(key)
+        if more:
+            self._spawn(self.sync_topic(conn, topic))

@@ -44,35 +44,39 @@ from tidings.logs import redact_url
 
 log = logging.getLogger("tidings.broker.redis")
 
-HEADER = struct.Struct(">BHQ")
-"""Format version, byte length of the user id, seq."""
+HEADER = struct.Struct(">BHHQ")
+"""Format version, byte lengths of the user id and of the topic, seq."""
 
-VERSION = 1
+VERSION = 2
 
 LINK_ERRORS = (RedisError, OSError, TimeoutError)
 """What redis-py raises when the server is unreachable, gone or silent."""
 
 
 def encode(publication: Publication) -> bytes:
-    """One publication as one pub/sub message: header, user id, payload as is."""
+    """One publication as one pub/sub message: header, user id, topic, payload as is."""
     user = publication.user_id.encode()
-    if len(user) > 0xFFFF:
-        raise ValueError(f"user id too long for the broker: {len(user)} bytes")
-    return HEADER.pack(VERSION, len(user), publication.seq) + user + publication.payload
+    topic = (publication.topic or "").encode()
+    if len(user) > 0xFFFF or len(topic) > 0xFFFF:
+        raise ValueError("user id or topic too long for the broker")
+    header = HEADER.pack(VERSION, len(user), len(topic), publication.seq)
+    return header + user + topic + publication.payload
 
 
 def decode(message: bytes) -> Publication:
     """The inverse of ``encode``; raises ``ValueError`` for anything else."""
     if len(message) < HEADER.size:
         raise ValueError(f"broker message too short: {len(message)} bytes")
-    version, user_len, seq = HEADER.unpack_from(message)
+    version, user_len, topic_len, seq = HEADER.unpack_from(message)
     if version != VERSION:
         raise ValueError(f"unknown broker message version {version!r}")
-    end = HEADER.size + user_len
+    start = HEADER.size
+    end = start + user_len + topic_len
     if len(message) < end:
-        raise ValueError("broker message cut inside the user id")
-    user = message[HEADER.size : end].decode()
-    return Publication(user_id=user, seq=seq, payload=bytes(message[end:]))
+        raise ValueError("broker message cut inside its header fields")
+    user = message[start : start + user_len].decode()
+    topic = message[start + user_len : end].decode() or None
+    return Publication(user_id=user, seq=seq, payload=bytes(message[end:]), topic=topic)
 
 
 class RedisBroker:

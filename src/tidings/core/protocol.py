@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from tidings.core.errors import BadRequest, InvalidRoute, ProtocolError
+from tidings.core.inbox import Mark, check_tags, check_topic
 from tidings.core.models import JSONObject, Notification
 
 
@@ -35,6 +36,25 @@ class SendNotification:
     data: JSONObject | None = None
     request_id: str | int | None = None
     idempotency_key: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MarkAction:
+    """``markRead`` / ``markUnread`` / ``markSeen`` / ``archive`` / ``unarchive``
+    on the user's own inbox, with ``ids`` or ``upTo``."""
+
+    mark: Mark
+    request_id: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeAction:
+    """``subscribe`` / ``unsubscribe``: the user's own subscription to ``topic``."""
+
+    topic: str
+    subscribe: bool
+    request_id: str | int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +65,15 @@ class Ping:
     request_id: str | int | None = None
 
 
-ClientAction = SendNotification | Ping
+ClientAction = SendNotification | MarkAction | SubscribeAction | Ping
+
+MARK_ACTIONS = {
+    "markRead": "read",
+    "markUnread": "unread",
+    "markSeen": "seen",
+    "archive": "archive",
+    "unarchive": "unarchive",
+}
 
 DEFAULT_LIMITS = Limits()
 
@@ -70,6 +98,14 @@ def parse_client_frame(raw: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Cli
         return _send_notification(body, request_id, limits)
     if action == "ping":
         return Ping(request_id=request_id)
+    if action in ("subscribe", "unsubscribe"):
+        try:
+            topic = check_topic(body.get("topic"))
+        except BadRequest as exc:
+            raise BadRequest(exc.message, request_id=request_id) from None
+        return SubscribeAction(topic, action == "subscribe", request_id)
+    if isinstance(action, str) and action in MARK_ACTIONS:
+        return _mark(MARK_ACTIONS[action], body, request_id)
     raise InvalidRoute("Invalid route", request_id=request_id)
 
 
@@ -96,7 +132,22 @@ def _send_notification(body: JSONObject, request_id: Any, limits: Limits) -> Sen
             f"idempotencyKey must be a string of 1 to {limits.max_key_chars} characters",
             request_id=request_id,
         )
-    return SendNotification(user_id, message, data, request_id, key)
+    try:
+        tags = check_tags(body.get("tags") or [])
+    except BadRequest as exc:
+        raise BadRequest(exc.message, request_id=request_id) from None
+    return SendNotification(user_id, message, data, request_id, key, tags)
+
+
+def _mark(action: str, body: JSONObject, request_id: Any) -> MarkAction:
+    ids, up_to = body.get("ids"), body.get("upTo")
+    try:
+        if ids is not None and not isinstance(ids, list):
+            raise BadRequest("ids must be a list of notification ids")
+        mark = Mark(action, ids=tuple(ids) if ids is not None else None, up_to=up_to)
+    except BadRequest as exc:
+        raise BadRequest(exc.message, request_id=request_id) from None
+    return MarkAction(mark, request_id)
 
 
 def check_data(data: object, limits: Limits, *, request_id: object = None) -> JSONObject | None:
@@ -136,7 +187,12 @@ def notification_frame(notification: Notification) -> bytes:
 
 
 def ack_frame(request_id: object, notification_id: str, seq: int) -> bytes:
-    frame: JSONObject = {"type": "ack", "notificationId": notification_id, "seq": seq}
+    return reply_frame(request_id, notificationId=notification_id, seq=seq)
+
+
+def reply_frame(request_id: object, **fields: object) -> bytes:
+    """An ``ack``: the action was carried out; ``fields`` say what it did."""
+    frame: JSONObject = {"type": "ack", **fields}
     if request_id is not None:
         frame["requestId"] = request_id
     return orjson.dumps(frame)
@@ -157,5 +213,8 @@ def error_frame_for(error: ProtocolError) -> bytes:
     return error_frame(error.code, error.message, error.request_id)
 
 
-def caught_up_frame(seq: int, *, complete: bool) -> bytes:
-    return orjson.dumps({"type": "caughtUp", "seq": seq, "complete": complete})
+def caught_up_frame(seq: int, *, complete: bool, topics: dict[str, int] | None = None) -> bytes:
+    frame: JSONObject = {"type": "caughtUp", "seq": seq, "complete": complete}
+    if topics is not None:
+        frame["topics"] = topics
+    return orjson.dumps(frame)

@@ -11,20 +11,37 @@ Guarantees every backend gives (tests/store_contract.py checks them):
   returns the first result and stores nothing; with a different fingerprint
   it fails with ``IdempotencyConflict``.
 - ``read_stream`` reads one consistent snapshot: the items and the head match.
+  Expired notifications are never returned, listed, counted nor replayed.
+- Every inbox change (``mark``, ``delete``, ``expire``) updates the user's
+  counters in the same transaction and returns the counts after it, so the
+  counts pushed to clients are exact without a recount per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from tidings.core.models import PublishRequest, PublishResult, StreamPage
+from tidings.core.inbox import InboxFilter, InboxQuery, Mark
+from tidings.core.models import Counts, InboxItem, PublishRequest, PublishResult, StreamPage
 
 PAGE_LIMIT = 1000
 """The largest page a store returns from one read."""
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 """How long an idempotency key is remembered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What one sweep removed from one user's inbox, and the counts after it."""
+
+    user_id: str
+    ids: tuple[str, ...]
+    counts: Counts | None
+    """None for a topic: each subscriber's counts are read when asked."""
+    topic: str | None = None
 
 
 class Store(Protocol):
@@ -57,4 +74,63 @@ class Store(Protocol):
 
     async def prune(self, *, now_ms: int) -> int:
         """Forget idempotency keys older than the window; returns how many."""
+        ...
+
+    # -- inbox ---------------------------------------------------------------
+
+    async def history(
+        self, user_id: str, *, after_seq: int, before_seq: int | None, limit: int
+    ) -> StreamPage:
+        """The personal stream between two seqs (exclusive), oldest first."""
+        ...
+
+    async def list_inbox(self, user_id: str, query: InboxQuery) -> tuple[list[InboxItem], bool]:
+        """One page in id order, and whether more follow."""
+        ...
+
+    async def counts(self, user_id: str) -> Counts: ...
+
+    async def count_filters(
+        self, user_id: str, filters: Mapping[str, InboxFilter]
+    ) -> dict[str, int]:
+        """Exact counts for several filters, read from one snapshot."""
+        ...
+
+    async def mark(self, user_id: str, mark: Mark) -> tuple[list[str], Counts]:
+        """Apply ``mark``; returns the ids whose state changed and the counts after."""
+        ...
+
+    async def delete(self, user_id: str, ids: Sequence[str]) -> tuple[list[str], Counts]: ...
+
+    async def expire(self, *, now_ms: int, limit: int = 5000) -> list[Expired]:
+        """Delete up to ``limit`` expired notifications; what went, by user."""
+        ...
+
+    # -- topics --------------------------------------------------------------
+
+    async def read_topic(
+        self, topic: str, *, after_seq: int, limit: int = PAGE_LIMIT
+    ) -> StreamPage:
+        """A topic's stream after ``after_seq``, oldest first (expired left out)."""
+        ...
+
+    async def subscribe(self, user_ids: Sequence[str], topic: str) -> dict[str, int]:
+        """Subscribe from the topic's current head; returns each user's start seq.
+        Idempotent: a user already in keeps the start it had."""
+        ...
+
+    async def unsubscribe(self, user_id: str, topic: str) -> bool: ...
+
+    async def subscriptions(self, user_id: str) -> dict[str, int]:
+        """Each topic the user is in, with the seq the subscription starts after;
+        ``everyone`` is always there."""
+        ...
+
+    async def erase(self, user_id: str) -> int:
+        """Delete everything stored for the user (the stream's head is kept, so a
+        seq is never reused); returns how many notifications went."""
+        ...
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        """Everything stored for the user, as JSON-ready data."""
         ...

@@ -14,21 +14,26 @@ and a handful of round trips, whatever the batch size (arrays via
 ``streams`` rows that returns the new heads; the row locks it takes are held
 until commit, so another node appending to the same user waits and then
 continues from the committed head: seqs stay gapless and in commit order
-across nodes. Every transaction takes its locks in one global order,
-idempotency keys first then streams, each sorted by the database, so two
-nodes never deadlock on each other.
+across nodes. A topic publish is stored once, in ``topic_notifications``;
+its seq comes the same way from an upsert of the ``topics`` row. Every
+transaction takes its locks in one global order, idempotency keys first,
+then streams, then topics, each sorted by the database, so two nodes never
+deadlock on each other.
 
 An idempotency key is claimed by inserting its row before any seq is
 assigned. A concurrent claim of the same key from another node waits on the
 unique index and, once the first commits, finds the row and answers as a
 duplicate; a duplicate is never stored twice.
+
+The inbox (listing, counts, marks, expiry, erasure) and the topic reads and
+subscriptions are ``PostgresInbox``, in ``postgres_inbox`` (topic SQL in
+``postgres_topics``), which this class inherits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -38,10 +43,13 @@ import orjson
 
 from tidings.batching import GroupCommitter
 from tidings.core.errors import BadRequest, ConfigError, IdempotencyConflict, Unavailable
-from tidings.core.models import Notification, PublishRequest, PublishResult, StreamPage
+from tidings.core.models import PublishRequest, PublishResult
 from tidings.logs import redact_url
 from tidings.store import postgres_schema as sql
-from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT
+from tidings.store import postgres_topics as topics
+from tidings.store.base import IDEMPOTENCY_TTL_MS
+from tidings.store.postgres_inbox import DRIVER_ERRORS, RETRIES, PostgresInbox, now_ms
+from tidings.store.postgres_schema import storable
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 """A schema name that needs no quoting, so it can go into SQL and ``search_path`` as is."""
@@ -54,19 +62,8 @@ COMMAND_TIMEOUT = 30.0
 
 PING_TIMEOUT = 2.0
 
-RETRIES = 3
-"""Attempts for a batch that PostgreSQL aborted as a deadlock or serialization
-failure; with ordered locking neither should happen, but a retry is harmless."""
-
-DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-"""What asyncpg raises when the server is unreachable or refuses a statement."""
-
 _Key = tuple[str, str]
 """An idempotency key: (sender or "", key)."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _unstorable(request: PublishRequest) -> str | None:
@@ -77,21 +74,16 @@ def _unstorable(request: PublishRequest) -> str | None:
         ("message", request.message),
         ("sender", request.sender or ""),
         ("idempotencyKey", request.idempotency_key or ""),
+        ("topic", request.topic or ""),
         *(("userId", user) for user in request.recipients),
+        *(("tag", tag) for tag in request.tags),
     ]
     for name, text in fields:
         if "\x00" in text:
             return f"{name} contains a NUL character, which the store cannot keep"
-        try:
-            text.encode()
-        except UnicodeEncodeError:
+        if not storable(text):
             return f"{name} contains unpaired surrogates, which the store cannot keep"
     return None
-
-
-def _storable_user(user_id: str) -> bool:
-    """False for a user id no stored row can have (see ``_unstorable``)."""
-    return "\x00" not in user_id
 
 
 def _conflict(request: PublishRequest) -> IdempotencyConflict:
@@ -100,7 +92,7 @@ def _conflict(request: PublishRequest) -> IdempotencyConflict:
     )
 
 
-class PostgresStore:
+class PostgresStore(PostgresInbox):
     def __init__(
         self,
         dsn: str,
@@ -181,11 +173,6 @@ class PostgresStore:
             except TimeoutError:
                 pool.terminate()
 
-    def _open_pool(self) -> Any:
-        if self._pool is None:
-            raise Unavailable("PostgreSQL store is not open")
-        return self._pool
-
     # -- writes --------------------------------------------------------------
 
     async def append(self, request: PublishRequest) -> PublishResult:
@@ -212,6 +199,7 @@ class PostgresStore:
         """One transaction: claim keys, advance heads, insert rows, record answers."""
         results: list[PublishResult | Exception | None] = [None] * len(batch)
         datas: list[str | None] = [None] * len(batch)
+        tags: list[str | None] = [None] * len(batch)
         for i, request in enumerate(batch):
             problem = _unstorable(request)
             if problem is None and request.data is not None:
@@ -221,6 +209,8 @@ class PostgresStore:
                     problem = f"data cannot be stored as JSON: {exc}"
             if problem is not None:
                 results[i] = BadRequest(problem)
+            elif request.tags:
+                tags[i] = orjson.dumps(request.tags).decode()
 
         first: dict[_Key, int] = {}
         for i, request in enumerate(batch):
@@ -231,6 +221,7 @@ class PostgresStore:
         new: list[int] = []
         repeats: list[tuple[int, int]] = []
         counts: dict[str, int] = {}
+        topic_counts: dict[str, int] = {}
         for i, request in enumerate(batch):
             if results[i] is not None:
                 continue
@@ -251,9 +242,14 @@ class PostgresStore:
             new.append(i)
             for user in request.recipients:
                 counts[user] = counts.get(user, 0) + 1
+            if request.topic is not None:
+                topic_counts[request.topic] = topic_counts.get(request.topic, 0) + 1
 
+        # Streams before topics: the global lock order (see the module docstring).
         next_seq = await self._advance(conn, counts)
+        next_topic_seq = await self._advance_topics(conn, topic_counts)
         rows: list[tuple[Any, ...]] = []
+        topic_rows: list[tuple[Any, ...]] = []
         answers: list[tuple[str, str, bytes]] = []
         for i in new:
             request = batch[i]
@@ -264,28 +260,58 @@ class PostgresStore:
                 seqs.append((user, seq))
                 rows.append(
                     (user, seq, request.id, request.sender, request.message, datas[i],
-                     request.created_at)
+                     request.created_at, tags[i], request.expires_at)
                 )  # fmt: skip
+            stored = tuple(request.notification_for(u, s) for u, s in seqs)
+            topic_seq = 0
+            if request.topic is not None:
+                topic_seq = next_topic_seq[request.topic]
+                next_topic_seq[request.topic] = topic_seq + 1
+                topic_rows.append(
+                    (request.topic, topic_seq, request.id, request.sender, request.message,
+                     datas[i], tags[i], request.created_at, request.expires_at)
+                )  # fmt: skip
+                stored = (*stored, request.topic_notification(topic_seq))
             result = PublishResult(
                 id=request.id,
                 seqs=tuple(seqs),
                 created_at=request.created_at,
-                stored=tuple(request.notification_for(u, s) for u, s in seqs),
+                stored=stored,
+                topic=request.topic,
+                topic_seq=topic_seq,
             )
             results[i] = result
             if request.idempotency_key is not None:
-                answer = {"id": result.id, "seqs": seqs, "createdAt": result.created_at}
+                answer = {
+                    "id": result.id,
+                    "seqs": seqs,
+                    "createdAt": result.created_at,
+                    "topic": result.topic,
+                    "topicSeq": topic_seq,
+                }
                 answers.append(
                     (request.sender or "", request.idempotency_key, orjson.dumps(answer))
                 )
         for i, j in repeats:
             done = results[j]
             assert isinstance(done, PublishResult)
-            results[i] = PublishResult(done.id, done.seqs, done.created_at, duplicate=True)
+            results[i] = PublishResult(
+                done.id,
+                done.seqs,
+                done.created_at,
+                duplicate=True,
+                topic=done.topic,
+                topic_seq=done.topic_seq,
+            )
 
         if rows:
             await conn.execute(
                 sql.INSERT_NOTIFICATIONS, *(list(column) for column in zip(*rows, strict=True))
+            )
+        if topic_rows:
+            await conn.execute(
+                topics.INSERT_NOTIFICATIONS,
+                *(list(column) for column in zip(*topic_rows, strict=True)),
             )
         if answers:
             await conn.execute(
@@ -307,7 +333,7 @@ class PostgresStore:
         """
         if not fingerprints:
             return {}
-        now = _now_ms()
+        now = now_ms()
         senders = [sender for sender, _ in fingerprints]
         keys = [key for _, key in fingerprints]
         claimed = await conn.fetch(
@@ -336,6 +362,8 @@ class PostgresStore:
                     seqs=tuple((u, s) for u, s in answer["seqs"]),
                     created_at=answer["createdAt"],
                     duplicate=True,
+                    topic=answer.get("topic"),
+                    topic_seq=answer.get("topicSeq", 0),
                 ),
             )
         if len(known) != len(held):
@@ -350,6 +378,13 @@ class PostgresStore:
         rows = await conn.fetch(sql.ADVANCE_HEADS, list(counts), list(counts.values()))
         return {row["user_id"]: row["head"] - counts[row["user_id"]] + 1 for row in rows}
 
+    async def _advance_topics(self, conn: Any, counts: dict[str, int]) -> dict[str, int]:
+        """As ``_advance``, for the topics published to: each topic's first new seq."""
+        if not counts:
+            return {}
+        rows = await conn.fetch(topics.ADVANCE_TOPICS, list(counts), list(counts.values()))
+        return {row["topic"]: row["head"] - counts[row["topic"]] + 1 for row in rows}
+
     async def prune(self, *, now_ms: int) -> int:
         try:
             status: str = await self._open_pool().execute(
@@ -361,36 +396,8 @@ class PostgresStore:
 
     # -- reads ---------------------------------------------------------------
 
-    async def read_stream(
-        self, user_id: str, *, after_seq: int, limit: int = PAGE_LIMIT
-    ) -> StreamPage:
-        if not _storable_user(user_id):
-            return StreamPage(items=[], head=0, trimmed=0)
-        try:
-            rows = await self._open_pool().fetch(
-                sql.READ_STREAM, user_id, after_seq, min(limit, PAGE_LIMIT)
-            )
-        except DRIVER_ERRORS as exc:
-            raise Unavailable(f"store read failed: {exc}") from None
-        if not rows:
-            return StreamPage(items=[], head=0, trimmed=0)
-        items = [
-            Notification(
-                id=row["id"],
-                user_id=user_id,
-                seq=row["seq"],
-                message=row["message"],
-                created_at=row["created_at"],
-                sender=row["sender"],
-                data=orjson.loads(row["data"]) if row["data"] is not None else None,
-            )
-            for row in rows
-            if row["seq"] is not None
-        ]
-        return StreamPage(items=items, head=rows[0]["head"], trimmed=rows[0]["trimmed"])
-
     async def heads(self, user_ids: Sequence[str]) -> dict[str, int]:
-        wanted = [user for user in dict.fromkeys(user_ids) if _storable_user(user)]
+        wanted = [user for user in dict.fromkeys(user_ids) if storable(user)]
         try:
             rows = await self._open_pool().fetch(sql.HEADS, wanted)
         except DRIVER_ERRORS as exc:

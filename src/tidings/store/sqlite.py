@@ -15,7 +15,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,8 +24,18 @@ import orjson
 
 from tidings.batching import GroupCommitter
 from tidings.core.errors import ConfigError, IdempotencyConflict, Unavailable
-from tidings.core.models import Notification, PublishRequest, PublishResult, StreamPage
-from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT
+from tidings.core.inbox import InboxFilter, InboxQuery, Mark
+from tidings.core.models import (
+    Counts,
+    InboxItem,
+    Notification,
+    PublishRequest,
+    PublishResult,
+    StreamPage,
+)
+from tidings.store import sqlite_inbox as inbox
+from tidings.store import sqlite_topics as topics
+from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired
 from tidings.store.sqlite_schema import migrate
 
 T = TypeVar("T")
@@ -35,6 +45,18 @@ _CHUNK = 900
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _duplicate(answer: dict[str, Any]) -> PublishResult:
+    """The first result of an idempotent request, as its repeats get it."""
+    return PublishResult(
+        id=answer["id"],
+        seqs=tuple((u, s) for u, s in answer["seqs"]),
+        created_at=answer["createdAt"],
+        duplicate=True,
+        topic=answer.get("topic"),
+        topic_seq=answer.get("topicSeq", 0),
+    )
 
 
 class SQLiteStore:
@@ -132,6 +154,9 @@ class SQLiteStore:
         heads = self._heads(conn, users)
         known = self._known_keys(conn, batch)
         rows: list[tuple[Any, ...]] = []
+        topic_rows: list[tuple[Any, ...]] = []
+        topic_heads: dict[str, int] = {}
+        added: dict[str, int] = {}
         key_rows: list[tuple[Any, ...]] = []
         results: list[PublishResult | Exception] = []
         for request in batch:
@@ -149,9 +174,11 @@ class SQLiteStore:
                     results.append(earlier)
                 continue
             data = orjson.dumps(request.data).decode() if request.data is not None else None
+            tags = orjson.dumps(request.tags).decode() if request.tags else None
             seqs = []
             for user in request.recipients:
                 seq = heads[user] = heads.get(user, 0) + 1
+                added[user] = added.get(user, 0) + 1
                 seqs.append((user, seq))
                 rows.append(
                     (
@@ -162,32 +189,76 @@ class SQLiteStore:
                         request.message,
                         data,
                         request.created_at,
+                        tags,
+                        request.expires_at,
                     )
                 )
+            if request.topic is not None:
+                topic = request.topic
+                if topic not in topic_heads:
+                    row = conn.execute("SELECT head FROM topics WHERE topic = ?", (topic,))
+                    topic_heads[topic] = (row.fetchone() or (0,))[0]
+                topic_seq = topic_heads[topic] = topic_heads[topic] + 1
+                topic_rows.append(
+                    (
+                        topic,
+                        topic_seq,
+                        request.id,
+                        request.sender,
+                        request.message,
+                        data,
+                        tags,
+                        request.created_at,
+                        request.expires_at,
+                    )
+                )
+                stored: tuple[Notification, ...] = (request.topic_notification(topic_seq),)
+            else:
+                topic_seq = 0
+                stored = tuple(request.notification_for(u, s) for u, s in seqs)
             result = PublishResult(
                 id=request.id,
                 seqs=tuple(seqs),
                 created_at=request.created_at,
-                stored=tuple(request.notification_for(u, s) for u, s in seqs),
+                stored=stored,
+                topic=request.topic,
+                topic_seq=topic_seq,
             )
             results.append(result)
             if request.idempotency_key is not None:
-                answer = {"id": result.id, "seqs": seqs, "createdAt": result.created_at}
+                answer = {
+                    "id": result.id,
+                    "seqs": seqs,
+                    "createdAt": result.created_at,
+                    "topic": result.topic,
+                    "topicSeq": topic_seq,
+                }
                 key_rows.append((*key, request.fingerprint, orjson.dumps(answer), _now_ms()))
-                known[key] = (
-                    request.fingerprint,
-                    PublishResult(result.id, result.seqs, result.created_at, duplicate=True),
-                )
+                known[key] = (request.fingerprint, _duplicate(answer))
         conn.executemany(
-            "INSERT INTO notifications (user_id, seq, id, sender, message, data, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO notifications (user_id, seq, id, sender, message, data, created_at,"
+            " tags, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        # A new item is unread and unseen: every counter grows by what was added.
         conn.executemany(
-            "INSERT INTO streams (user_id, head) VALUES (?, ?)"
-            " ON CONFLICT (user_id) DO UPDATE SET head = excluded.head",
-            [(user, heads[user]) for user in users if user in heads],
+            "INSERT INTO streams (user_id, head, total, unread, unseen) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET head = excluded.head,"
+            " total = total + excluded.total, unread = unread + excluded.unread,"
+            " unseen = unseen + excluded.unseen",
+            [(user, heads[user], n, n, n) for user, n in added.items()],
         )
+        if topic_rows:
+            conn.executemany(
+                "INSERT INTO topic_notifications (topic, seq, id, sender, message, data, tags,"
+                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                topic_rows,
+            )
+            conn.executemany(
+                "INSERT INTO topics (topic, head) VALUES (?, ?)"
+                " ON CONFLICT (topic) DO UPDATE SET head = excluded.head",
+                list(topic_heads.items()),
+            )
         if key_rows:
             conn.executemany(
                 "INSERT OR REPLACE INTO idempotency"
@@ -222,15 +293,9 @@ class SQLiteStore:
                 (request.sender or "", request.idempotency_key, horizon),
             ).fetchone()
             if row is not None:
-                answer = orjson.loads(row[1])
                 known[(request.sender or "", request.idempotency_key)] = (
                     row[0],
-                    PublishResult(
-                        id=answer["id"],
-                        seqs=tuple((u, s) for u, s in answer["seqs"]),
-                        created_at=answer["createdAt"],
-                        duplicate=True,
-                    ),
+                    _duplicate(orjson.loads(row[1])),
                 )
         return known
 
@@ -256,36 +321,120 @@ class SQLiteStore:
         return page
 
     def _read_stream(self, user_id: str, after_seq: int, limit: int) -> StreamPage:
+        return self._read(inbox.history, user_id, after_seq, None, limit, _now_ms())
+
+    async def history(
+        self, user_id: str, *, after_seq: int, before_seq: int | None, limit: int
+    ) -> StreamPage:
+        page: StreamPage = await self._in_reader(
+            self._read,
+            inbox.history,
+            user_id,
+            after_seq,
+            before_seq,
+            min(limit, PAGE_LIMIT),
+            _now_ms(),
+        )
+        return page
+
+    def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction (one snapshot)."""
         conn = self._reader()
         try:
             conn.execute("BEGIN")
             try:
-                rows = conn.execute(
-                    "SELECT seq, id, sender, message, data, created_at FROM notifications"
-                    " WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                    (user_id, after_seq, limit),
-                ).fetchall()
-                stream = conn.execute(
-                    "SELECT head, trimmed FROM streams WHERE user_id = ?", (user_id,)
-                ).fetchone()
+                return fn(conn, *args)
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise Unavailable(f"store read failed: {exc}") from None
-        items = [
-            Notification(
-                id=id_,
-                user_id=user_id,
-                seq=seq,
-                message=message,
-                created_at=created_at,
-                sender=sender,
-                data=orjson.loads(data) if data is not None else None,
-            )
-            for seq, id_, sender, message, data, created_at in rows
-        ]
-        head, trimmed = stream if stream is not None else (0, 0)
-        return StreamPage(items=items, head=head, trimmed=trimmed)
+
+    def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction on the writer thread."""
+        conn = self._write_conn
+        if conn is None:
+            raise Unavailable("store is not open")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise Unavailable(f"store write failed, nothing changed: {exc}") from None
+        return result
+
+    # -- inbox ---------------------------------------------------------------
+
+    async def list_inbox(self, user_id: str, query: InboxQuery) -> tuple[list[InboxItem], bool]:
+        result: tuple[list[InboxItem], bool] = await self._in_reader(
+            self._read, inbox.list_items, user_id, query, _now_ms()
+        )
+        return result
+
+    async def counts(self, user_id: str) -> Counts:
+        counts: Counts = await self._in_reader(self._read, inbox.counts, user_id, _now_ms())
+        return counts
+
+    async def count_filters(
+        self, user_id: str, filters: Mapping[str, InboxFilter]
+    ) -> dict[str, int]:
+        def run(conn: sqlite3.Connection, now: int) -> dict[str, int]:
+            return {name: inbox.count(conn, user_id, f, now) for name, f in filters.items()}
+
+        result: dict[str, int] = await self._in_reader(self._read, run, _now_ms())
+        return result
+
+    async def mark(self, user_id: str, mark: Mark) -> tuple[list[str], Counts]:
+        result: tuple[list[str], Counts] = await self._in_writer(
+            self._write, inbox.mark, user_id, mark, _now_ms()
+        )
+        return result
+
+    async def delete(self, user_id: str, ids: Sequence[str]) -> tuple[list[str], Counts]:
+        result: tuple[list[str], Counts] = await self._in_writer(
+            self._write, inbox.delete, user_id, list(ids), _now_ms()
+        )
+        return result
+
+    async def expire(self, *, now_ms: int, limit: int = 5000) -> list[Expired]:
+        result: list[Expired] = await self._in_writer(self._write, inbox.expire, now_ms, limit)
+        return result
+
+    async def read_topic(
+        self, topic: str, *, after_seq: int, limit: int = PAGE_LIMIT
+    ) -> StreamPage:
+        page: StreamPage = await self._in_reader(
+            self._read, topics.read_topic, topic, after_seq, min(limit, PAGE_LIMIT), _now_ms()
+        )
+        return page
+
+    async def subscribe(self, user_ids: Sequence[str], topic: str) -> dict[str, int]:
+        starts: dict[str, int] = await self._in_writer(
+            self._write, topics.subscribe, list(user_ids), topic, _now_ms()
+        )
+        return starts
+
+    async def unsubscribe(self, user_id: str, topic: str) -> bool:
+        gone: bool = await self._in_writer(self._write, topics.unsubscribe, user_id, topic)
+        return gone
+
+    async def subscriptions(self, user_id: str) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            return {row[0]: row[1] for row in topics.subscriptions(conn, user_id)}
+
+        subs: dict[str, int] = await self._in_reader(self._read, run)
+        return subs
+
+    async def erase(self, user_id: str) -> int:
+        erased: int = await self._in_writer(self._write, inbox.erase, user_id)
+        return erased
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = await self._in_reader(self._read, inbox.export, user_id, _now_ms())
+        return data
 
     async def heads(self, user_ids: Sequence[str]) -> dict[str, int]:
         def run() -> dict[str, int]:

@@ -32,6 +32,72 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (sender, key)
     ) WITHOUT ROWID;
     """,
+    # 2: the inbox: per-item state, tags, expiry; exact per-user counters.
+    """
+    ALTER TABLE streams ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE streams ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE streams ADD COLUMN unseen INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notifications ADD COLUMN tags TEXT;
+    ALTER TABLE notifications ADD COLUMN expires_at INTEGER;
+    ALTER TABLE notifications ADD COLUMN read_at INTEGER;
+    ALTER TABLE notifications ADD COLUMN seen_at INTEGER;
+    ALTER TABLE notifications ADD COLUMN archived_at INTEGER;
+    CREATE INDEX notifications_expiry ON notifications (expires_at)
+        WHERE expires_at IS NOT NULL;
+    CREATE INDEX notifications_user_expiry ON notifications (user_id, expires_at)
+        WHERE expires_at IS NOT NULL;
+    UPDATE streams SET
+        total = (SELECT count(*) FROM notifications n WHERE n.user_id = streams.user_id),
+        unread = (SELECT count(*) FROM notifications n WHERE n.user_id = streams.user_id),
+        unseen = (SELECT count(*) FROM notifications n WHERE n.user_id = streams.user_id);
+    """,
+    # 3: topics, stored once; per-user subscriptions, read markers and receipts.
+    """
+    CREATE TABLE topics (
+        topic TEXT PRIMARY KEY,
+        head INTEGER NOT NULL,
+        trimmed INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE topic_notifications (
+        topic TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        sender TEXT,
+        message TEXT NOT NULL,
+        data TEXT,
+        tags TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (topic, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX topic_notifications_by_id ON topic_notifications (topic, id);
+    CREATE INDEX topic_notifications_expiry ON topic_notifications (expires_at)
+        WHERE expires_at IS NOT NULL;
+    CREATE TABLE subscriptions (
+        user_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        from_seq INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        read_upto INTEGER NOT NULL DEFAULT 0,
+        read_upto_at INTEGER,
+        seen_upto INTEGER NOT NULL DEFAULT 0,
+        seen_upto_at INTEGER,
+        PRIMARY KEY (user_id, topic)
+    ) WITHOUT ROWID;
+    CREATE INDEX subscriptions_by_topic ON subscriptions (topic, user_id);
+    CREATE TABLE receipts (
+        user_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        read_at INTEGER,
+        unread INTEGER NOT NULL DEFAULT 0,
+        seen_at INTEGER,
+        archived_at INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, topic, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX receipts_by_topic ON receipts (topic, seq);
+    """,
 ]
 
 

@@ -2,41 +2,53 @@
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
-from tidings.core.errors import AuthError, BadRequest, Forbidden, TidingsError, Unavailable
+from tidings.core.errors import BadRequest, TidingsError, Unavailable
 from tidings.core.models import iso_ms
 from tidings.core.protocol import check_data
-from tidings.core.tokens import Identity, verify
+from tidings.core.tokens import Identity
+from tidings.web.deps import admin
+from tidings.web.errors import ErrorResponse, error_response
+from tidings.web.inbox_api import inbox_routes, topic_routes
+from tidings.web.page import mount_page
 from tidings.web.runtime import Runtime
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
 class PublishBody(BaseModel):
-    """A notification for one user (``userId``) or several (``userIds``)."""
+    """A notification for one user (``userId``), several (``userIds``), or a topic
+    (``topic``; ``everyone`` reaches every user), stored once for a topic."""
 
     model_config = ConfigDict(extra="forbid")
     userId: str | None = Field(default=None, min_length=1, max_length=256)
     userIds: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
         default=None, min_length=1, max_length=10_000
     )
+    topic: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Letters, digits and _ . : - (first a letter or digit); `everyone`: all",
+    )
     message: str = Field(max_length=32_768)
     data: dict[str, Any] | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=16
+    )
+    expiresAt: datetime | None = Field(
+        default=None, description="When it leaves the inbox; default: the server's --default-ttl"
+    )
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=256)
 
 
@@ -49,11 +61,33 @@ class PublishResponse(BaseModel):
     notificationId: str
     createdAt: str
     recipients: list[Recipient]
+    topic: str | None = Field(default=None, description="For a topic publish")
+    seq: int | None = Field(default=None, description="The seq in the topic's stream")
     duplicate: bool = Field(description="True when an earlier request with this key answered")
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's description, minus the 422 it documents everywhere: invalid
+    input here is a 400 with the error body (section 7 of the protocol)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for path in schema["paths"].values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def _ms(stamp: datetime | None) -> int | None:
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        raise BadRequest("expiresAt needs a time zone (e.g. a trailing Z)")
+    return int(stamp.timestamp() * 1000)
 
 
 def build_app(runtime: Runtime) -> FastAPI:
@@ -69,7 +103,19 @@ def build_app(runtime: Runtime) -> FastAPI:
         },
     )
     app.state.runtime = runtime
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     app.include_router(_routes(runtime))
+    app.include_router(inbox_routes())
+    app.include_router(topic_routes())
+    mount_page(app, runtime)
+    if runtime.settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(runtime.settings.allowed_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            max_age=600,
+        )
 
     @app.exception_handler(TidingsError)
     async def on_tidings_error(request: Request, exc: TidingsError) -> JSONResponse:
@@ -93,20 +139,6 @@ def build_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def identity(request: Request, authorization: Annotated[str | None, Header()] = None) -> Identity:
-    """The caller, from ``Authorization: Bearer <token>``."""
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise AuthError("missing token: send Authorization: Bearer <token>")
-    runtime: Runtime = request.app.state.runtime
-    return verify(runtime.secret, authorization[7:].strip())
-
-
-def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:
-    if not who.admin:
-        raise Forbidden("this needs an admin token")
-    return who
-
-
 def _routes(runtime: Runtime) -> APIRouter:
     router = APIRouter()
 
@@ -114,6 +146,10 @@ def _routes(runtime: Runtime) -> APIRouter:
         "/v1/notifications",
         status_code=201,
         response_model=PublishResponse,
+        responses={
+            409: {"model": ErrorResponse, "description": "idempotency key reused"},
+            503: {"model": ErrorResponse, "description": "store unavailable; nothing stored"},
+        },
         tags=["publish"],
         summary="Publish a notification to one user or a list of users (admin)",
     )
@@ -126,8 +162,8 @@ def _routes(runtime: Runtime) -> APIRouter:
     ) -> PublishResponse:
         """Stores the notification for every recipient in one transaction, pushes it
         to their connections on every node, and answers after the commit."""
-        if (body.userId is None) == (body.userIds is None):
-            raise BadRequest("give exactly one of userId and userIds")
+        if sum(x is not None for x in (body.userId, body.userIds, body.topic)) != 1:
+            raise BadRequest("give exactly one of userId, userIds and topic")
         recipients = [body.userId] if body.userId is not None else list(body.userIds or [])
         data = check_data(body.data, runtime.settings.limits)
         result = await runtime.node.publish(
@@ -136,11 +172,16 @@ def _routes(runtime: Runtime) -> APIRouter:
             data=data,
             sender=who.user_id,
             idempotency_key=idempotency_key or body.idempotencyKey,
+            tags=body.tags,
+            expires_at=_ms(body.expiresAt),
+            topic=body.topic,
         )
         return PublishResponse(
             notificationId=result.id,
             createdAt=iso_ms(result.created_at),
             recipients=[Recipient(userId=u, seq=s) for u, s in result.seqs],
+            topic=result.topic,
+            seq=result.topic_seq or None,
             duplicate=result.duplicate,
         )
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tidings.config import Settings
 from tidings.node import Node
+
+if TYPE_CHECKING:
+    from tidings.aws.gateway import Gateway
 
 
 @dataclass(slots=True)
@@ -15,6 +19,8 @@ class Runtime:
     settings: Settings
     secret: str
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    gateway: Gateway | None = None
+    """API Gateway routes and stage paths (``tidings.aws``); set by the server at start."""
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it ends."""

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import resource
 import signal
 import socket
 from types import FrameType
 
 import uvicorn
 
+from tidings.aws.web import install as install_gateway
 from tidings.broker import open_broker
+from tidings.cluster import open_cluster
 from tidings.config import Settings
 from tidings.logs import redact_url
 from tidings.node import Node
@@ -25,6 +28,7 @@ from tidings.store import open_store
 from tidings.web.frames import text_frame
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
+from tidings.web.management import management_router
 from tidings.web.runtime import Runtime
 from tidings.web.ws import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT, WebSocketConnection
 
@@ -35,7 +39,12 @@ def build_runtime(settings: Settings) -> Runtime:
     store = open_store(settings.store_url, durable=settings.durable)
     broker = open_broker(settings.broker)
     node = Node(
-        store, broker, encode=text_frame, user_send=settings.user_send, gap_wait=settings.gap_wait
+        store,
+        broker,
+        encode=text_frame,
+        user_send=settings.user_send,
+        gap_wait=settings.gap_wait,
+        default_ttl=settings.default_ttl,
     )
     return Runtime(node=node, settings=settings, secret=settings.resolve_secret())
 
@@ -75,6 +84,7 @@ class TidingsServer(uvicorn.Server):
 
 
 async def serve(settings: Settings, sock: socket.socket) -> None:
+    raise_fd_limit()
     runtime = build_runtime(settings)
     if settings.allow_user_id:
         log.warning(
@@ -83,11 +93,19 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         )
     node = runtime.node
     await node.start()
-    heartbeat = asyncio.create_task(
-        run_heartbeat(node.hub, interval=settings.ping_interval, timeout=settings.ping_timeout)
-    )
+    cluster = open_cluster(settings.broker, node, node_ttl=settings.node_ttl)
+    await cluster.start()
+    app = build_app(runtime)
+    app.include_router(management_router(runtime, cluster))
+    gateway = install_gateway(app, runtime)
+    background = [
+        asyncio.create_task(
+            run_heartbeat(node.hub, interval=settings.ping_interval, timeout=settings.ping_timeout)
+        ),
+        asyncio.create_task(node.run_sweeper(settings.sweep_interval)),
+    ]
     config = uvicorn.Config(
-        build_app(runtime),
+        app,
         ws=functools.partial(WebSocketConnection, runtime),  # type: ignore[arg-type]
         http="httptools",
         lifespan="off",
@@ -111,9 +129,20 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     try:
         await server.serve(sockets=[sock])
     finally:
-        heartbeat.cancel()
+        for task in background:
+            task.cancel()
+        await gateway.close()
+        await cluster.stop()
         await node.stop()
         log.info("stopped")
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one: every client is a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def bind(host: str, port: int) -> socket.socket:

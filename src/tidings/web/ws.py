@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import time
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,15 +21,19 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tidings.core.cursor import StreamCursor
-from tidings.core.errors import AuthError, ProtocolError, TidingsError
+from tidings.core.errors import AuthError, BadRequest, ProtocolError, TidingsError
+from tidings.core.inbox import check_topic
 from tidings.core.protocol import (
+    MarkAction,
     Ping,
     SendNotification,
+    SubscribeAction,
     ack_frame,
     error_frame,
     error_frame_for,
     parse_client_frame,
     pong_frame,
+    reply_frame,
 )
 from tidings.core.tokens import Identity, verify
 from tidings.web.frames import PING, text_frame
@@ -70,18 +74,22 @@ class WebSocketConnection(asyncio.Protocol):
         self.server_state = server_state
         self.ws = ServerProtocol(max_size=runtime.settings.max_frame_bytes, logger=_protocol_log)
         self.transport: asyncio.Transport | None = None
-        self.id = secrets.token_urlsafe(12)
+        self.id = self.node.new_connection_id()
         self.user_id = ""
         self.identity: Identity | None = None
         self.cursor = StreamCursor()
+        self.topics: dict[str, StreamCursor] = {}
         self.peer = ""
         self.open = False
         self.closing = False
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self.connected_at = loop.time()
-        self.last_seen = self.connected_at
-        self.last_ping = self.connected_at
+        self.connected_at = time.time()
+        """Wall clock (the management API shows it); ``last_seen`` is loop time."""
+        self.last_seen = loop.time()
+        self.last_ping = self.last_seen
+        self.source_ip = ""
+        self.user_agent = ""
         self._fragments: list[bytes] = []
         self._inflight = 0
         self._reading_paused = False
@@ -95,6 +103,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        self.source_ip = str(peer[0]) if isinstance(peer, tuple) else ""
         if self.server_state is not None:
             self.server_state.connections.add(self)
 
@@ -133,6 +142,10 @@ class WebSocketConnection(asyncio.Protocol):
                     "code": close.code if close else 1006,
                 },
             )
+            if self.runtime.gateway is not None:
+                self.runtime.gateway.disconnected(
+                    self, close.code if close else 1006, close.reason if close else ""
+                )
 
     def pause_writing(self) -> None:
         self._writable = asyncio.Event()
@@ -146,28 +159,46 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _handshake(self, request: Request) -> None:
         try:
-            identity, since = self._authenticate(request)
+            identity, since, topics = self._authenticate(request)
         except HandshakeRefused as refusal:
-            log.info(
-                "handshake refused",
-                extra={
-                    "conn": self.id,
-                    "status": refusal.status,
-                    "reason": refusal.text,
-                    "peer": self.peer,
-                },
-            )
-            response = self.ws.reject(refusal.status, refusal.text + "\n")
-            if refusal.status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer realm="tidings"'
-            self.ws.send_response(response)
+            self._refuse(refusal.status, refusal.text)
             return
+        gateway = self.runtime.gateway
+        if gateway is not None and gateway.active:
+            # API Gateway routes: a $connect integration decides, later, without blocking.
+            gateway.handshake(
+                self,
+                request,
+                identity,
+                accept=lambda: self._accept(request, identity, since, topics),
+                refuse=self._refuse,
+            )
+            return
+        self._accept(request, identity, since, topics)
+
+    def _refuse(self, status: int, text: str) -> None:
+        log.info(
+            "handshake refused",
+            extra={"conn": self.id, "status": status, "reason": text, "peer": self.peer},
+        )
+        response = self.ws.reject(status, text + "\n")
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="tidings"'
+        self.ws.send_response(response)
+        self._flush()
+
+    def _accept(
+        self, request: Request, identity: Identity, since: int | None, topics: dict[str, int] | None
+    ) -> bool:
+        """Complete the handshake; whether the connection is now open."""
         response = self.ws.accept(request)
         self.ws.send_response(response)
         if response.status_code != 101:
-            return
+            self._flush()
+            return False
         self.identity = identity
         self.user_id = identity.user_id
+        self.user_agent = request.headers.get("User-Agent", "")
         self.open = True
         self.cursor = StreamCursor(since, syncing=since is not None)
         self._flush()
@@ -175,15 +206,21 @@ class WebSocketConnection(asyncio.Protocol):
             "connected",
             extra={"conn": self.id, "user": self.user_id, "since": since, "peer": self.peer},
         )
-        self.node.attach(self, since)
+        self.node.attach(self, since, topics)
+        return True
 
-    def _authenticate(self, request: Request) -> tuple[Identity, int | None]:
+    def _authenticate(self, request: Request) -> tuple[Identity, int | None, dict[str, int] | None]:
         settings = self.runtime.settings
         url = urlsplit(request.path)
-        if url.path.rstrip("/") != WS_PATH:
+        gateway = self.runtime.gateway
+        if url.path.rstrip("/") != WS_PATH and not (gateway and gateway.serves_websocket(url.path)):
             raise HandshakeRefused(404, f"no WebSocket endpoint at {url.path!r}; use {WS_PATH}")
         if self.node.draining:
             raise HandshakeRefused(503, "server is draining; reconnect to another node")
+        origin = request.headers.get("Origin")
+        allowed = settings.allowed_origins
+        if allowed and origin is not None and origin not in allowed and "*" not in allowed:
+            raise HandshakeRefused(403, f"origin {origin!r} is not allowed")
         query = parse_qs(url.query)
         token = _first(query, "token")
         header = request.headers.get("Authorization")
@@ -214,10 +251,13 @@ class WebSocketConnection(asyncio.Protocol):
             if not since.isdigit():
                 raise HandshakeRefused(400, f"since must be a non-negative integer, not {since!r}")
             since_seq = int(since)
+        topics = _positions(_first(query, "topics"))
+        if topics and since_seq is None:
+            raise HandshakeRefused(400, "topics= resumes topics only together with since=")
         limit = settings.max_connections_per_user
         if limit and len(self.node.hub.of_user(identity.user_id)) >= limit:
             raise HandshakeRefused(429, f"too many connections for this user (limit {limit})")
-        return identity, since_seq
+        return identity, since_seq, topics
 
     # -- frames in -----------------------------------------------------------
 
@@ -238,33 +278,49 @@ class WebSocketConnection(asyncio.Protocol):
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
             return
+        gateway = self.runtime.gateway
+        if gateway is not None and gateway.active and gateway.route_message(self, bytes(data)):
+            return
         try:
             action = parse_client_frame(bytes(data), self.runtime.settings.limits)
         except ProtocolError as exc:
             self.send(error_frame_for(exc))
             return
-        if isinstance(action, SendNotification):
-            self._inflight += 1
-            if self._inflight >= MAX_INFLIGHT and not self._reading_paused:
-                assert self.transport is not None
-                self.transport.pause_reading()
-                self._reading_paused = True
-            task = self.loop.create_task(self._send(action))
-            self.runtime.track(task)
-        elif isinstance(action, Ping):
+        if isinstance(action, Ping):
             self.send(pong_frame(action.request_id))
+            return
+        self._inflight += 1
+        if self._inflight >= MAX_INFLIGHT and not self._reading_paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self.runtime.track(self.loop.create_task(self._act(action)))
 
-    async def _send(self, action: SendNotification) -> None:
+    async def _act(self, action: SendNotification | MarkAction | SubscribeAction) -> None:
+        """Carry out one action that awaits the store; answer with an ack or an error."""
         assert self.identity is not None
         try:
-            result = await self.node.send(self.identity, action)
+            if isinstance(action, SendNotification):
+                result = await self.node.send(self.identity, action)
+                reply = ack_frame(action.request_id, result.id, result.seqs[0][1])
+            elif isinstance(action, SubscribeAction):
+                if action.subscribe:
+                    starts = await self.node.subscribe([self.user_id], action.topic)
+                    seq = starts[self.user_id]
+                else:
+                    await self.node.unsubscribe(self.user_id, action.topic)
+                    seq = 0
+                reply = reply_frame(action.request_id, topic=action.topic, seq=seq)
+            else:
+                changed, _ = await self.node.mark(self.user_id, action.mark)
+                reply = reply_frame(action.request_id, changed=len(changed))
         except TidingsError as exc:
             self.send(error_frame(exc.code, exc.message, action.request_id))
         except Exception:
-            log.exception("send failed", extra={"conn": self.id, "user": self.user_id})
+            log.exception("action failed", extra={"conn": self.id, "user": self.user_id})
             self.send(error_frame("internal", "internal error", action.request_id))
         else:
-            self.send(ack_frame(action.request_id, result.id, result.seqs[0][1]))
+            self.send(reply)
         finally:
             self._inflight -= 1
             if self._reading_paused and self._inflight < MAX_INFLIGHT // 2:
@@ -286,6 +342,11 @@ class WebSocketConnection(asyncio.Protocol):
         if transport.get_write_buffer_size() > self.runtime.settings.send_buffer_limit:
             log.warning("slow consumer disconnected", extra={"conn": self.id, "user": self.user_id})
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send buffer limit exceeded")
+
+    @property
+    def last_active(self) -> float:
+        """Wall-clock time of the last bytes received from the client."""
+        return time.time() - (self.loop.time() - self.last_seen)
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its high-water mark."""
@@ -338,6 +399,25 @@ class WebSocketConnection(asyncio.Protocol):
                 transport.close()
         if self.ws.close_expected() and self._close_timer is None:
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
+
+
+def _positions(raw: str | None) -> dict[str, int] | None:
+    """``news:5,everyone:12`` as {topic: seq}; refused with 400 when malformed."""
+    if not raw:
+        return None
+    positions: dict[str, int] = {}
+    for part in raw.split(","):
+        topic, _, seq = part.rpartition(":")
+        try:
+            check_topic(topic)
+        except BadRequest as exc:
+            raise HandshakeRefused(400, f"topics: {exc.message}") from None
+        if not seq.isdigit():
+            raise HandshakeRefused(400, f"topics: {part!r} is not topic:seq")
+        positions[topic] = int(seq)
+    if len(positions) > 100:
+        raise HandshakeRefused(400, "topics: at most 100 topics")
+    return positions
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:

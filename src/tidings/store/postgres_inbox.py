@@ -1,0 +1,395 @@
+"""The inbox half of the PostgreSQL store: reading, listing, counting and
+changing the notifications ``append`` stored.
+
+Each user's ``streams`` row keeps exact counters (total, unread, unseen). A
+change moves them in the transaction that changes the rows, by what its
+``UPDATE``/``DELETE ... RETURNING`` reports, and only after taking the row
+lock of that user's stream (``LOCK_STREAMS``; ``append`` takes the same lock
+when it advances the head). So changes to one user's inbox are serialized
+across nodes: two nodes marking the same items count each real change once,
+and the counts a change returns are the counts right after it. Items that
+expired but were not swept yet are subtracted whenever counts are read.
+
+Topic items (``postgres_topics``) are merged into every listing and count;
+their part of the counts is computed when read, since it cannot be kept per
+user without a write to every subscriber on every broadcast. Changes to a
+user's topic state take the same stream lock (the stream row is created, with
+head 0, for a user who has only topic items).
+
+Reads are single statements, so each sees one snapshot; ``export`` reads in
+one repeatable-read transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
+import orjson
+
+from tidings.core.errors import Unavailable
+from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
+from tidings.core.models import Counts, InboxItem, Notification, StreamPage, iso_ms
+from tidings.store import postgres_schema as sql
+from tidings.store import postgres_topics as topics
+from tidings.store.base import PAGE_LIMIT, Expired
+from tidings.store.postgres_schema import storable
+
+T = TypeVar("T")
+
+RETRIES = 3
+"""Attempts for a transaction that PostgreSQL aborted as a deadlock or
+serialization failure; with ordered locking neither should happen, but a
+retry is harmless."""
+
+DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What asyncpg raises when the server is unreachable or refuses a statement."""
+
+_Moves = tuple[int, int, int, int]
+"""How a change moves one user's counters: total, unread, unseen, and the
+seq ``trimmed`` rises to (0: unchanged)."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def to_notification(user_id: str, row: Any, topic: str | None = None) -> Notification:
+    """A stored row as a notification; a topic's has no user (it is the same for all)."""
+    return Notification(
+        id=row["id"],
+        user_id="" if topic is not None else user_id,
+        seq=row["seq"],
+        message=row["message"],
+        created_at=row["created_at"],
+        sender=row["sender"],
+        data=orjson.loads(row["data"]) if row["data"] is not None else None,
+        tags=tuple(row["tags"]),
+        expires_at=row["expires_at"],
+        topic=topic,
+    )
+
+
+def to_item(user_id: str, row: Any, topic: str | None = None) -> InboxItem:
+    return InboxItem(
+        to_notification(user_id, row, topic),
+        read_at=row["read_at"],
+        seen_at=row["seen_at"],
+        archived_at=row["archived_at"],
+        user_id=user_id,
+    )
+
+
+def _marked(action: str, rows: Sequence[Any]) -> _Moves:
+    """The counter moves of ``action`` on the rows it changed (their new state)."""
+    total = unread = unseen = 0
+    for row in rows:
+        live = row["archived_at"] is None
+        if action in ("read", "unread"):
+            unread += (-1 if action == "read" else 1) if live else 0
+        elif action == "seen":
+            unseen -= 1 if live else 0
+        else:  # archive / unarchive: the item leaves or rejoins every count
+            step = -1 if action == "archive" else 1
+            total += step
+            unread += step if row["read_at"] is None else 0
+            unseen += step if row["seen_at"] is None else 0
+    return total, unread, unseen, 0
+
+
+def _removed(rows: Sequence[Any], trimmed: int = 0) -> _Moves:
+    """The counter moves of deleting ``rows`` (archived ones were counted nowhere)."""
+    live = [row for row in rows if row["archived_at"] is None]
+    return (
+        -len(live),
+        -sum(row["read_at"] is None for row in live),
+        -sum(row["seen_at"] is None for row in live),
+        trimmed,
+    )
+
+
+def _counts(row: Any) -> Counts:
+    return Counts(row["total"], row["unread"], row["unseen"])
+
+
+class PostgresInbox:
+    """Inherited by ``PostgresStore``, which opens ``_pool``."""
+
+    _pool: Any
+
+    def _open_pool(self) -> Any:
+        if self._pool is None:
+            raise Unavailable("PostgreSQL store is not open")
+        return self._pool
+
+    async def _fetch(self, statement: str, *args: Any) -> list[Any]:
+        try:
+            return list(await self._open_pool().fetch(statement, *args))
+        except DRIVER_ERRORS as exc:
+            raise Unavailable(f"store read failed: {exc}") from None
+
+    async def _transaction(
+        self, fn: Callable[..., Awaitable[T]], *args: Any, readonly: bool = False
+    ) -> T:
+        """Run ``fn(conn, *args)`` in one transaction, again if PostgreSQL aborted it."""
+        pool = self._open_pool()
+        isolation = "repeatable_read" if readonly else "read_committed"
+        for attempt in range(1, RETRIES + 1):
+            try:
+                async with (
+                    pool.acquire() as conn,
+                    conn.transaction(isolation=isolation, readonly=readonly),
+                ):
+                    return await fn(conn, *args)
+            except asyncpg.TransactionRollbackError as exc:
+                if attempt == RETRIES:
+                    raise Unavailable(f"store write failed, nothing changed: {exc}") from None
+            except DRIVER_ERRORS as exc:
+                raise Unavailable(
+                    f"store {'read' if readonly else 'write'} failed: {exc}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    # -- reads ---------------------------------------------------------------
+
+    async def read_stream(
+        self, user_id: str, *, after_seq: int, limit: int = PAGE_LIMIT
+    ) -> StreamPage:
+        return await self.history(user_id, after_seq=after_seq, before_seq=None, limit=limit)
+
+    async def history(
+        self, user_id: str, *, after_seq: int, before_seq: int | None, limit: int
+    ) -> StreamPage:
+        if not storable(user_id):
+            return StreamPage(items=[], head=0, trimmed=0)
+        before = before_seq if before_seq is not None else 2**62
+        rows = await self._fetch(
+            sql.HISTORY, user_id, after_seq, before, now_ms(), min(limit, PAGE_LIMIT)
+        )
+        if not rows:
+            return StreamPage(items=[], head=0, trimmed=0)
+        items = [to_item(user_id, row).notification for row in rows if row["seq"] is not None]
+        return StreamPage(items=items, head=rows[0]["head"], trimmed=rows[0]["trimmed"])
+
+    async def list_inbox(self, user_id: str, query: InboxQuery) -> tuple[list[InboxItem], bool]:
+        if not storable(user_id):
+            return [], False
+        statement, args = sql.list_query(user_id, query, now_ms())
+        rows = await self._fetch(statement, *args)
+        page = [to_item(user_id, row, row["topic"]) for row in rows[: query.limit]]
+        return page, len(rows) > query.limit
+
+    async def counts(self, user_id: str) -> Counts:
+        if not storable(user_id):
+            return Counts()
+        rows = await self._fetch(sql.COUNTS, [user_id], now_ms())
+        return _counts(rows[0]) if rows else Counts()
+
+    async def count_filters(
+        self, user_id: str, filters: Mapping[str, InboxFilter]
+    ) -> dict[str, int]:
+        if not filters or not storable(user_id):
+            return dict.fromkeys(filters, 0)
+        statement, args = sql.count_query(user_id, list(filters.values()), now_ms())
+        rows = await self._fetch(statement, *args)
+        return {name: int(n) for name, n in zip(filters, rows[0], strict=True)}
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        now = now_ms()
+
+        async def run(conn: Any) -> tuple[list[Any], int, Counts, dict[str, Any]]:
+            rows = await conn.fetch(sql.EXPORT_ITEMS, user_id)
+            head = await conn.fetchval(sql.HEAD, user_id)
+            counts = await conn.fetch(sql.COUNTS, [user_id], now)
+            subscriptions = await conn.fetch(topics.EXPORT_SUBSCRIPTIONS, user_id)
+            receipts = await conn.fetch(topics.EXPORT_RECEIPTS, user_id)
+            return rows, head or 0, _counts(counts[0]), topics.export(subscriptions, receipts)
+
+        rows, head, counts, topic_state = (
+            await self._transaction(run, readonly=True)
+            if storable(user_id)
+            else ([], 0, Counts(), topics.export([], []))
+        )
+        return {
+            "userId": user_id,
+            "exportedAt": iso_ms(now),
+            "head": head,
+            "counts": counts.to_json(),
+            "notifications": [to_item(user_id, row).to_json() for row in rows],
+            **topic_state,
+        }
+
+    # -- changes -------------------------------------------------------------
+
+    async def mark(self, user_id: str, mark: Mark) -> tuple[list[str], Counts]:
+        if not storable(user_id):
+            return [], Counts()
+        return await self._transaction(self._mark, user_id, mark, now_ms())
+
+    async def _mark(
+        self, conn: Any, user_id: str, mark: Mark, now: int
+    ) -> tuple[list[str], Counts]:
+        await self._lock_user(conn, user_id)
+        target = list(mark.ids) if mark.ids is not None else mark.up_to
+        stamp = now if mark.action in sql.MARK_STAMPS else None
+        statement = sql.MARKS[mark.action, mark.ids is not None]
+        rows = await conn.fetch(statement, user_id, target, stamp)
+        if mark.up_to is not None and mark.action in topics.MARKERS:
+            shared = await conn.fetch(topics.MARKERS[mark.action], user_id, mark.up_to, now)
+        else:
+            shared = await conn.fetch(
+                topics.MARKS[mark.action, mark.ids is not None], user_id, target, now
+            )
+        counts = await self._settle(conn, {user_id: _marked(mark.action, rows)}, now)
+        changed = [row["id"] for row in rows] + [row["id"] for row in shared]
+        return changed, counts.get(user_id, Counts())
+
+    async def _lock_user(self, conn: Any, user_id: str) -> None:
+        """Take the user's stream lock, creating the stream if the user has none
+        yet (an inbox of topic items only): every change of the user's state,
+        personal or topic, is serialized by it."""
+        await conn.execute(sql.ENSURE_STREAM, user_id)
+        await conn.execute(sql.LOCK_STREAMS, [user_id])
+
+    async def delete(self, user_id: str, ids: Sequence[str]) -> tuple[list[str], Counts]:
+        if not storable(user_id):
+            return [], Counts()
+        return await self._transaction(self._delete, user_id, list(ids), now_ms())
+
+    async def _delete(
+        self, conn: Any, user_id: str, ids: list[str], now: int
+    ) -> tuple[list[str], Counts]:
+        await self._lock_user(conn, user_id)
+        rows = await conn.fetch(sql.DELETE_ITEMS, user_id, ids)
+        hidden = await conn.fetch(topics.DELETE, user_id, ids)
+        counts = await self._settle(conn, {user_id: _removed(rows)}, now)
+        return [row["id"] for row in rows] + [row["id"] for row in hidden], counts.get(
+            user_id, Counts()
+        )
+
+    async def expire(self, *, now_ms: int, limit: int = 5000) -> list[Expired]:
+        return await self._transaction(self._expire, now_ms, limit)
+
+    async def _expire(self, conn: Any, now: int, limit: int) -> list[Expired]:
+        # Personal items first, under their streams' locks; then topic items,
+        # whose locks (receipts, topics) come after streams in the global order.
+        swept = await self._expire_personal(conn, now, limit)
+        swept += await self._expire_topics(conn, now, limit - sum(len(e.ids) for e in swept))
+        return swept
+
+    async def _expire_topics(self, conn: Any, now: int, limit: int) -> list[Expired]:
+        due = await conn.fetch(topics.EXPIRING, now, limit) if limit > 0 else []
+        if not due:
+            return []
+        rows = await conn.fetch(
+            topics.DELETE_EXPIRED, [row["topic"] for row in due], [row["seq"] for row in due], now
+        )
+        if not rows:
+            return []
+        order = {(row["topic"], row["seq"]): i for i, row in enumerate(due)}
+        rows = sorted(rows, key=lambda row: order[row["topic"], row["seq"]])
+        names, seqs = [row["topic"] for row in rows], [row["seq"] for row in rows]
+        await conn.execute(topics.DELETE_EXPIRED_RECEIPTS, names, seqs)
+        await conn.execute(topics.TRIM_TOPICS, names, seqs)
+        by_topic: dict[str, list[str]] = {}
+        for row in rows:
+            by_topic.setdefault(row["topic"], []).append(row["id"])
+        return [Expired("", tuple(ids), None, topic=topic) for topic, ids in by_topic.items()]
+
+    async def _expire_personal(self, conn: Any, now: int, limit: int) -> list[Expired]:
+        due = await conn.fetch(sql.EXPIRING, now, limit)
+        if not due:
+            return []
+        await conn.execute(sql.LOCK_STREAMS, sorted({row["user_id"] for row in due}))
+        rows = await conn.fetch(
+            sql.DELETE_EXPIRED, [row["user_id"] for row in due], [row["seq"] for row in due], now
+        )
+        # Another node's sweep may have taken some first: report only ours, in
+        # expiry order as the candidates came.
+        order = {(row["user_id"], row["seq"]): i for i, row in enumerate(due)}
+        by_user: dict[str, list[Any]] = {}
+        for row in sorted(rows, key=lambda row: order[row["user_id"], row["seq"]]):
+            by_user.setdefault(row["user_id"], []).append(row)
+        # Retention cut each stream up to its highest swept seq: a replay from
+        # below is incomplete.
+        moves = {
+            user: _removed(items, trimmed=max(row["seq"] for row in items))
+            for user, items in by_user.items()
+        }
+        counts = await self._settle(conn, moves, now)
+        return [
+            Expired(user, tuple(row["id"] for row in items), counts[user])
+            for user, items in by_user.items()
+        ]
+
+    async def _settle(self, conn: Any, moves: dict[str, _Moves], now: int) -> dict[str, Counts]:
+        """Move the counters (under the stream locks the caller holds) and read
+        the counts after the change."""
+        if any(any(move) for move in moves.values()):
+            columns = zip(*moves.values(), strict=True)
+            rows = await conn.fetch(sql.ADJUST_COUNTS, list(moves), *map(list, columns), now)
+        else:
+            rows = await conn.fetch(sql.COUNTS, list(moves), now)
+        return {row["user_id"]: _counts(row) for row in rows}
+
+    async def erase(self, user_id: str) -> int:
+        if not storable(user_id):
+            return 0
+        return await self._transaction(self._erase, user_id)
+
+    async def _erase(self, conn: Any, user_id: str) -> int:
+        await conn.execute(sql.ERASE_KEYS, user_id)
+        await conn.execute(sql.LOCK_STREAMS, [user_id])
+        status: str = await conn.execute(sql.ERASE_ITEMS, user_id)
+        await conn.execute(sql.ERASE_STREAM, user_id)
+        await conn.execute(topics.ERASE_RECEIPTS, user_id)
+        await conn.execute(topics.ERASE_SUBSCRIPTIONS, user_id)
+        return int(status.rsplit(" ", 1)[-1])
+
+    # -- topics --------------------------------------------------------------
+
+    async def read_topic(
+        self, topic: str, *, after_seq: int, limit: int = PAGE_LIMIT
+    ) -> StreamPage:
+        if not storable(topic):
+            return StreamPage(items=[], head=0, trimmed=0)
+        rows = await self._fetch(
+            topics.READ_TOPIC, topic, after_seq, now_ms(), min(limit, PAGE_LIMIT)
+        )
+        if not rows:
+            return StreamPage(items=[], head=0, trimmed=0)
+        items = [to_notification("", row, topic) for row in rows if row["seq"] is not None]
+        return StreamPage(items=items, head=rows[0]["head"], trimmed=rows[0]["trimmed"])
+
+    async def subscribe(self, user_ids: Sequence[str], topic: str) -> dict[str, int]:
+        users = [user for user in dict.fromkeys(user_ids) if storable(user)]
+        if not users or not storable(topic):
+            return {}
+
+        async def run(conn: Any) -> dict[str, int]:
+            await conn.execute(topics.SUBSCRIBE, users, topic, now_ms())
+            rows = await conn.fetch(topics.STARTS, users, topic)
+            return {row["user_id"]: row["from_seq"] for row in rows}
+
+        starts = await self._transaction(run)
+        return {user: starts[user] for user in users if user in starts}
+
+    async def unsubscribe(self, user_id: str, topic: str) -> bool:
+        if not storable(user_id) or not storable(topic):
+            return False
+
+        async def run(conn: Any) -> bool:
+            await self._lock_user(conn, user_id)
+            status: str = await conn.execute(topics.UNSUBSCRIBE, user_id, topic)
+            await conn.execute(topics.FORGET_TOPIC, user_id, topic)
+            return status != "DELETE 0"
+
+        return await self._transaction(run)
+
+    async def subscriptions(self, user_id: str) -> dict[str, int]:
+        rows = await self._fetch(topics.SUBSCRIPTIONS, user_id) if storable(user_id) else []
+        subscribed = {row["topic"]: row["from_seq"] for row in rows}
+        subscribed.setdefault(EVERYONE, 0)
+        return subscribed

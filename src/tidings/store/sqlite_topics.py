@@ -1,0 +1,350 @@
+"""Topics on SQLite: stored once, read per subscriber through markers and receipts.
+
+A topic notification is one row. Each subscriber's view of it is derived:
+visible after the subscription's ``from_seq``; read when a receipt says so or
+its seq is at or below the subscription's ``read_upto`` marker (unless a
+receipt marks it unread again); seen likewise with ``seen_upto``; archived or
+deleted only through a receipt. So a broadcast to everyone is one row, and a
+mark-all-read is one marker update, whatever the audience.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from tidings.core.inbox import EVERYONE, InboxFilter, Mark
+from tidings.core.models import InboxItem, Notification, StreamPage
+from tidings.store.sqlite_rows import ALIVE, filter_clauses, to_item
+
+Sub = tuple[str, int, int, int | None, int, int | None]
+"""topic, from_seq, read_upto, read_upto_at, seen_upto, seen_upto_at"""
+
+VIEW = """
+    SELECT t.seq, t.id, t.sender, t.message, t.data, t.tags, t.created_at, t.expires_at,
+        CASE WHEN r.unread = 1 THEN NULL
+             WHEN r.read_at IS NOT NULL THEN r.read_at
+             WHEN t.seq <= :read_upto THEN :read_upto_at END AS read_at,
+        CASE WHEN r.seen_at IS NOT NULL THEN r.seen_at
+             WHEN t.seq <= :seen_upto THEN :seen_upto_at END AS seen_at,
+        r.archived_at AS archived_at
+    FROM topic_notifications t {index}
+    LEFT JOIN receipts r ON r.user_id = :user AND r.topic = t.topic AND r.seq = t.seq
+    WHERE t.topic = :topic AND t.seq > :from_seq AND coalesce(r.deleted, 0) = 0
+"""
+"""One subscriber's view of one topic, columns as in the personal table."""
+BY_ID = "INDEXED BY topic_notifications_by_id"
+"""For pages in id order: walk the (topic, id) index and stop at the limit,
+instead of sorting the whole topic (the planner would rather use the seq range)."""
+
+
+def subscriptions(conn: sqlite3.Connection, user_id: str) -> list[Sub]:
+    """The user's topics with their markers; ``everyone`` is always among them."""
+    rows: list[Sub] = conn.execute(
+        "SELECT topic, from_seq, read_upto, read_upto_at, seen_upto, seen_upto_at"
+        " FROM subscriptions WHERE user_id = ?",
+        (user_id,),
+    ).fetchall()
+    if not any(row[0] == EVERYONE for row in rows):
+        rows.append((EVERYONE, 0, 0, None, 0, None))
+    return rows
+
+
+def _params(user_id: str, sub: Sub) -> dict[str, Any]:
+    topic, from_seq, read_upto, read_at, seen_upto, seen_at = sub
+    return {
+        "user": user_id,
+        "topic": topic,
+        "from_seq": from_seq,
+        "read_upto": read_upto,
+        "read_upto_at": read_at,
+        "seen_upto": seen_upto,
+        "seen_upto_at": seen_at,
+    }
+
+
+def _view_rows(
+    conn: sqlite3.Connection,
+    user_id: str,
+    sub: Sub,
+    clauses: list[str],
+    params: list[Any],
+    tail: str = "",
+    tail_params: tuple[Any, ...] = (),
+    index: str = "",
+) -> list[tuple[Any, ...]]:
+    named = _params(user_id, sub)
+    for number, value in enumerate([*params, *tail_params]):
+        named[f"p{number}"] = value
+    where = _numbered(" AND ".join(clauses), 0)
+    return conn.execute(
+        f"SELECT * FROM ({VIEW.format(index=index)}) WHERE {where} {_numbered(tail, len(params))}",
+        named,
+    ).fetchall()
+
+
+def _numbered(sql: str, start: int) -> str:
+    """Turn positional ``?`` into ``:pN`` so they mix with the view's named ones."""
+    parts = sql.split("?")
+    out = parts[0]
+    for number, part in enumerate(parts[1:], start=start):
+        out += f":p{number}" + part
+    return out
+
+
+def _item(user_id: str, topic: str, row: tuple[Any, ...]) -> InboxItem:
+    item = to_item("", row)
+    n = item.notification
+    notification = Notification(
+        id=n.id,
+        user_id="",
+        seq=n.seq,
+        message=n.message,
+        created_at=n.created_at,
+        sender=n.sender,
+        data=n.data,
+        tags=n.tags,
+        expires_at=n.expires_at,
+        topic=topic,
+    )
+    return InboxItem(notification, item.read_at, item.seen_at, item.archived_at, user_id=user_id)
+
+
+def list_items(
+    conn: sqlite3.Connection,
+    user_id: str,
+    f: InboxFilter,
+    after: str | None,
+    newest_first: bool,
+    limit: int,
+    now: int,
+) -> list[InboxItem]:
+    """Up to ``limit`` items of each subscribed topic in id order (merged by the caller)."""
+    clauses, params = filter_clauses(f, now)
+    if after is not None:
+        clauses.append("id < ?" if newest_first else "id > ?")
+        params.append(after)
+    tail = f"ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT ?"
+    items = []
+    for sub in subscriptions(conn, user_id):
+        rows = _view_rows(conn, user_id, sub, clauses, params, tail, (limit,), index=BY_ID)
+        items += [_item(user_id, sub[0], row) for row in rows]
+    return items
+
+
+def count(conn: sqlite3.Connection, user_id: str, f: InboxFilter, now: int) -> int:
+    clauses, params = filter_clauses(f, now)
+    return sum(_count(conn, user_id, sub, clauses, params) for sub in subscriptions(conn, user_id))
+
+
+def _count(
+    conn: sqlite3.Connection, user_id: str, sub: Sub, clauses: list[str], params: list[Any]
+) -> int:
+    named = _params(user_id, sub)
+    for number, value in enumerate(params):
+        named[f"p{number}"] = value
+    row = conn.execute(
+        f"SELECT count(*) FROM ({VIEW.format(index='')})"
+        f" WHERE {_numbered(' AND '.join(clauses), 0)}",
+        named,
+    ).fetchone()
+    return int(row[0])
+
+
+def counts(conn: sqlite3.Connection, user_id: str, now: int) -> tuple[int, int, int]:
+    """Total, unread and unseen over the user's topics (not archived, not expired)."""
+    total = unread = unseen = 0
+    for sub in subscriptions(conn, user_id):
+        row = conn.execute(
+            "SELECT count(*), coalesce(sum(read_at IS NULL), 0),"
+            f" coalesce(sum(seen_at IS NULL), 0) FROM ({VIEW.format(index='')})"
+            " WHERE archived_at IS NULL AND (expires_at IS NULL OR expires_at > :now)",
+            {**_params(user_id, sub), "now": now},
+        ).fetchone()
+        total, unread, unseen = total + row[0], unread + row[1], unseen + row[2]
+    return total, unread, unseen
+
+
+# -- changes ------------------------------------------------------------------
+
+_RECEIPT = {
+    "read": (
+        "read_at, unread",
+        "?, 0",
+        "read_at = excluded.read_at, unread = 0",
+        "read_at IS NULL",
+    ),
+    "unread": ("read_at, unread", "NULL, 1", "read_at = NULL, unread = 1", "read_at IS NOT NULL"),
+    "seen": ("seen_at", "?", "seen_at = excluded.seen_at", "seen_at IS NULL"),
+    "archive": ("archived_at", "?", "archived_at = excluded.archived_at", "archived_at IS NULL"),
+    "unarchive": ("archived_at", "NULL", "archived_at = NULL", "archived_at IS NOT NULL"),
+}
+"""For each action: receipt columns and values to write, and which items it changes."""
+
+
+def mark(conn: sqlite3.Connection, user_id: str, change: Mark, now: int) -> list[str]:
+    """Apply ``change`` to the user's topic items; returns the ids that changed."""
+    columns, values, update, pending = _RECEIPT[change.action]
+    changed: list[str] = []
+    for sub in subscriptions(conn, user_id):
+        topic = sub[0]
+        if change.ids is not None:
+            target = f"id IN ({','.join('?' * len(change.ids))})"
+            target_params: list[Any] = list(change.ids)
+        else:
+            target, target_params = "id <= ?", [change.up_to]
+        if change.up_to is not None and change.action in ("read", "seen"):
+            changed += _move_marker(conn, user_id, sub, change.action, target_params[0], now)
+            continue
+        rows = _view_rows(conn, user_id, sub, [target, pending, ALIVE], [*target_params, now])
+        if not rows:
+            continue
+        conn.executemany(
+            f"INSERT INTO receipts (user_id, topic, seq, {columns})"
+            f" VALUES (?, ?, ?, {values}) ON CONFLICT (user_id, topic, seq) DO UPDATE SET {update}",
+            [(user_id, topic, row[0], *([now] if "?" in values else [])) for row in rows],
+        )
+        changed += [row[1] for row in rows]
+    return changed
+
+
+def _move_marker(
+    conn: sqlite3.Connection, user_id: str, sub: Sub, action: str, up_to: str, now: int
+) -> list[str]:
+    """Mark read (or seen) everything up to ``up_to`` in one topic by moving its marker."""
+    pending = "read_at IS NULL" if action == "read" else "seen_at IS NULL"
+    rows = _view_rows(conn, user_id, sub, ["id <= ?", pending, ALIVE], [up_to, now])
+    top = conn.execute(
+        "SELECT max(seq) FROM topic_notifications WHERE topic = ? AND id <= ?", (sub[0], up_to)
+    ).fetchone()[0]
+    if top is None:
+        return []
+    conn.execute(
+        "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (user_id, topic) DO NOTHING",
+        (user_id, sub[0], now),
+    )
+    conn.execute(
+        f"UPDATE subscriptions SET {action}_upto = max({action}_upto, ?), {action}_upto_at = ?"
+        " WHERE user_id = ? AND topic = ?",
+        (top, now, user_id, sub[0]),
+    )
+    if action == "read":  # an item marked unread before is read again by a mark-all
+        conn.execute(
+            "UPDATE receipts SET unread = 0 WHERE user_id = ? AND topic = ? AND seq <= ?",
+            (user_id, sub[0], top),
+        )
+    return [row[1] for row in rows]
+
+
+def delete(conn: sqlite3.Connection, user_id: str, ids: list[str], now: int) -> list[str]:
+    """Hide topic items from this user's inbox only."""
+    gone: list[str] = []
+    for sub in subscriptions(conn, user_id):
+        marks = ",".join("?" * len(ids))
+        rows = _view_rows(conn, user_id, sub, [f"id IN ({marks})"], list(ids))
+        conn.executemany(
+            "INSERT INTO receipts (user_id, topic, seq, deleted) VALUES (?, ?, ?, 1)"
+            " ON CONFLICT (user_id, topic, seq) DO UPDATE SET deleted = 1",
+            [(user_id, sub[0], row[0]) for row in rows],
+        )
+        gone += [row[1] for row in rows]
+    return gone
+
+
+# -- topic streams ------------------------------------------------------------
+
+
+def read_topic(
+    conn: sqlite3.Connection, topic: str, after_seq: int, limit: int, now: int
+) -> StreamPage:
+    rows = conn.execute(
+        "SELECT seq, id, sender, message, data, tags, created_at, expires_at, NULL, NULL, NULL"
+        f" FROM topic_notifications WHERE topic = ? AND seq > ? AND {ALIVE} ORDER BY seq LIMIT ?",
+        (topic, after_seq, now, limit),
+    ).fetchall()
+    stream = conn.execute("SELECT head, trimmed FROM topics WHERE topic = ?", (topic,)).fetchone()
+    head, trimmed = stream if stream is not None else (0, 0)
+    items = [_item("", topic, row).notification for row in rows]
+    return StreamPage(items=items, head=head, trimmed=trimmed)
+
+
+def subscribe(
+    conn: sqlite3.Connection, user_ids: list[str], topic: str, now: int
+) -> dict[str, int]:
+    """Subscribe from the topic's current head; returns each user's start seq
+    (unchanged for a user already in)."""
+    head = conn.execute("SELECT head FROM topics WHERE topic = ?", (topic,)).fetchone()
+    conn.executemany(
+        "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (user_id, topic) DO NOTHING",
+        [(user_id, topic, head[0] if head else 0, now) for user_id in user_ids],
+    )
+    starts: dict[str, int] = {}
+    for start in range(0, len(user_ids), 900):
+        chunk = user_ids[start : start + 900]
+        starts.update(
+            conn.execute(
+                f"SELECT user_id, from_seq FROM subscriptions WHERE topic = ?"
+                f" AND user_id IN ({','.join('?' * len(chunk))})",
+                (topic, *chunk),
+            ).fetchall()
+        )
+    return starts
+
+
+def unsubscribe(conn: sqlite3.Connection, user_id: str, topic: str) -> bool:
+    gone = conn.execute(
+        "DELETE FROM subscriptions WHERE user_id = ? AND topic = ?", (user_id, topic)
+    ).rowcount
+    conn.execute("DELETE FROM receipts WHERE user_id = ? AND topic = ?", (user_id, topic))
+    return bool(gone)
+
+
+def expire(conn: sqlite3.Connection, now: int, limit: int) -> dict[str, list[str]]:
+    """Delete expired topic notifications (and every receipt of them), by topic."""
+    rows = conn.execute(
+        "SELECT topic, seq, id FROM topic_notifications"
+        " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    keys = [(row[0], row[1]) for row in rows]
+    conn.executemany("DELETE FROM topic_notifications WHERE topic = ? AND seq = ?", keys)
+    conn.executemany("DELETE FROM receipts WHERE topic = ? AND seq = ?", keys)
+    by_topic: dict[str, list[str]] = {}
+    for topic, seq, id_ in rows:
+        by_topic.setdefault(topic, []).append(id_)
+        conn.execute("UPDATE topics SET trimmed = max(trimmed, ?) WHERE topic = ?", (seq, topic))
+    return by_topic
+
+
+def erase(conn: sqlite3.Connection, user_id: str) -> None:
+    conn.execute("DELETE FROM subscriptions WHERE user_id = ?", (user_id,))
+    conn.execute("DELETE FROM receipts WHERE user_id = ?", (user_id,))
+
+
+def export(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    subs = conn.execute(
+        "SELECT topic, from_seq, read_upto, seen_upto FROM subscriptions WHERE user_id = ?",
+        (user_id,),
+    ).fetchall()
+    receipts = conn.execute(
+        "SELECT topic, seq, read_at, unread, seen_at, archived_at, deleted FROM receipts"
+        " WHERE user_id = ? ORDER BY topic, seq",
+        (user_id,),
+    ).fetchall()
+    return {
+        "subscriptions": [
+            {"topic": t, "fromSeq": f, "readUpTo": r, "seenUpTo": s} for t, f, r, s in subs
+        ],
+        "receipts": [
+            dict(
+                zip(
+                    ("topic", "seq", "readAt", "unread", "seenAt", "archivedAt", "deleted"),
+                    row,
+                    strict=True,
+                )
+            )
+            for row in receipts
+        ],
+    }

@@ -1,0 +1,45 @@
+"""Request dependencies shared by the HTTP routers: who is calling, and for whom."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from tidings.core.errors import AuthError, Forbidden
+from tidings.core.tokens import Identity, verify
+from tidings.web.runtime import Runtime
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def identity(request: Request, authorization: Annotated[str | None, Header()] = None) -> Identity:
+    """The caller, from ``Authorization: Bearer <token>``."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise AuthError("missing token: send Authorization: Bearer <token>")
+    return verify(runtime_of(request).secret, authorization[7:].strip())
+
+
+async def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:
+    if not who.admin:
+        raise Forbidden("this needs an admin token")
+    return who
+
+
+def owner(user: str, who: Identity) -> str:
+    """The user a path's ``{user}`` names, if the caller may act for them.
+
+    ``me`` is the caller; a user token may name only itself, an admin anyone.
+    """
+    if user == "me":
+        return who.user_id
+    if who.admin or user == who.user_id:
+        return user
+    raise Forbidden("a user token may only use its own inbox")
+
+
+Caller = Annotated[Identity, Depends(identity)]
+Admin = Annotated[Identity, Depends(admin)]
