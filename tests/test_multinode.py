@@ -511,8 +511,10 @@ async def test_sigterm_drains_one_node_and_its_clients_lose_nothing(
         assert await asyncio.to_thread(leaving.wait, 15) == 0
         drained.append(progress.done)
 
-    clients = await run_stream(group, users=100, total=4_000, rate=2_000, during=drain_a_node)
-    assert drained and drained[0] < 3_000, "the stream should go on after the drain"
+    total = 4_000
+    clients = await run_stream(group, users=100, total=total, rate=2_000, during=drain_a_node)
+    # At least a quarter of a second of traffic (500 notifications) after the node left.
+    assert drained and drained[0] <= total - 500, "the stream should go on after the drain"
     moved = [c for c in clients if c.closes]
     assert moved and all(c.closes == [1012] for c in moved)
     assert all(c.node is group.all[1] for c in clients)
