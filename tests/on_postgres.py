@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.server import ServerProcess
-from tests.services import require_postgres
-from tests.test_store_contract import admin_fetch, require_driver
+from tests.services import require_driver, require_postgres
+from tests.test_store_contract import admin_fetch
 
 
 @pytest.fixture(autouse=True)

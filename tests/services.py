@@ -6,8 +6,10 @@ they skip with a message naming the service.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -41,3 +43,18 @@ def require_postgres() -> str:
 def require_redis() -> str:
     require("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+def require_driver(module: str) -> Any:
+    """The backend's driver module; in CI its absence fails, locally it skips."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"driver {module!r} is not installed: {exc}", pytrace=False)
+        pytest.skip(f"requires the {module!r} driver")
+
+
+def with_query(url: str, query: str) -> str:
+    """``url`` with one more query parameter."""
+    return f"{url}{'&' if '?' in url else '?'}{query}"

@@ -4,7 +4,6 @@ has: several nodes, and a link that can break and come back."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import shutil
 import signal
@@ -14,13 +13,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.broker_contract import BrokerContract, MakeNode, Node, Recorder, frame
 from tests.server import free_port
-from tests.services import require_redis
+from tests.services import require_driver, require_redis, with_query
 from tidings.broker import open_broker
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker
@@ -44,20 +42,6 @@ class TestMemoryBroker(BrokerContract):
             await broker.stop()
 
 
-def require_driver(module: str) -> Any:
-    """The backend's driver module; in CI its absence fails, locally it skips."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"driver {module!r} is not installed: {exc}", pytrace=False)
-        pytest.skip(f"requires the {module!r} driver")
-
-
-def _with_query(url: str, query: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
 async def start_node(url: str) -> Node:
     node = Node(open_broker(url), Recorder())
     await node.broker.start(node.recorder.on_publication, node.recorder.on_state)
@@ -72,7 +56,7 @@ class TestRedisBroker(BrokerContract):
     @pytest.fixture
     def redis_url(self) -> str:
         """The shared Redis, under a prefix no other test uses."""
-        return _with_query(require_redis(), f"prefix=tidings-test-{uuid.uuid4().hex[:12]}")
+        return with_query(require_redis(), f"prefix=tidings-test-{uuid.uuid4().hex[:12]}")
 
     @pytest.fixture
     async def make_node(self, redis_url: str) -> AsyncIterator[MakeNode]:
@@ -112,7 +96,7 @@ class TestRedisBroker(BrokerContract):
 
     async def test_prefixes_keep_deployments_apart(self, make_node: MakeNode) -> None:
         mine = await make_node()
-        other = await start_node(_with_query(require_redis(), f"prefix=other-{uuid.uuid4().hex}"))
+        other = await start_node(with_query(require_redis(), f"prefix=other-{uuid.uuid4().hex}"))
         try:
             await other.broker.publish([Publication("bob", 1, b"theirs")])
             await mine.broker.publish([Publication("bob", 1, b"mine")])

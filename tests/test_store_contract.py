@@ -4,8 +4,6 @@ several nodes writing the same streams and changing the same inboxes at once."""
 from __future__ import annotations
 
 import asyncio
-import importlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.server import free_port
-from tests.services import require_postgres
+from tests.services import require_driver, require_postgres, with_query
 from tests.store_contract import (
     InboxContract,
     MakeStore,
@@ -57,20 +55,6 @@ class TestSQLiteStore(StoreContract, InboxContract, TopicContract):
             await store.close()
 
 
-def require_driver(module: str) -> Any:
-    """The backend's driver module; in CI its absence fails, locally it skips."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"driver {module!r} is not installed: {exc}", pytrace=False)
-        pytest.skip(f"requires the {module!r} driver")
-
-
-def _with_query(url: str, query: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
 def schema_of(url: str) -> str:
     return url.rsplit("schema=", 1)[1].split("&", 1)[0]
 
@@ -100,7 +84,7 @@ async def pg_url() -> AsyncIterator[str]:
     """A PostgreSQL URL naming a fresh schema, dropped afterwards."""
     base = require_postgres()
     schema = f"tidings_test_{uuid.uuid4().hex[:12]}"
-    yield _with_query(base, f"schema={schema}")
+    yield with_query(base, f"schema={schema}")
     await admin_fetch(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
@@ -337,7 +321,7 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract):
         store = await make_store()
         await store.append(request("bob"))
         other_schema = f"{schema_of(pg_url)}_b"
-        other = open_store(_with_query(require_postgres(), f"schema={other_schema}"))
+        other = open_store(with_query(require_postgres(), f"schema={other_schema}"))
         try:
             await other.open()
             assert await other.heads(["bob"]) == {"bob": 0}
@@ -351,7 +335,7 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract):
         """Connections killed under the store are replaced: at most the writes in
         flight fail (as Unavailable), the next ones succeed without a restart."""
         name = schema_of(pg_url)
-        store = open_store(_with_query(pg_url, f"application_name={name}"))
+        store = open_store(with_query(pg_url, f"application_name={name}"))
         await store.open()
         try:
             await append_all(store, [request("bob") for _ in range(5)])

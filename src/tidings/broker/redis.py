@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +51,28 @@ VERSION = 2
 
 LINK_ERRORS = (RedisError, OSError, TimeoutError)
 """What redis-py raises when the server is unreachable, gone or silent."""
+
+
+async def listen(pubsub: Any, ping_interval: float, on_message: Callable[[bytes], None]) -> None:
+    """Hand every message of ``pubsub`` to ``on_message``; raise ``TimeoutError``
+    when Redis stays silent for ``ping_interval`` after a ping (a dead link that
+    the socket alone would not reveal)."""
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
+    pinged = False
+    while True:
+        message = await pubsub.get_message(timeout=ping_interval)
+        if message is None:
+            if pinged and loop.time() - heard >= ping_interval:
+                raise TimeoutError(f"no answer from Redis for {ping_interval:g}s")
+            if not pinged:
+                await pubsub.ping()
+                pinged = True
+            continue
+        heard = loop.time()
+        pinged = False
+        if message["type"] == "message":
+            on_message(message["data"])
 
 
 def encode(publication: Publication) -> bytes:
@@ -241,22 +263,7 @@ class RedisBroker:
                 pubsub = None
 
     async def _listen(self, pubsub: Any) -> None:
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        pinged = False
-        while True:
-            message = await pubsub.get_message(timeout=self.ping_interval)
-            if message is None:
-                if pinged and loop.time() - heard >= self.ping_interval:
-                    raise TimeoutError(f"no answer from Redis for {self.ping_interval:g}s")
-                if not pinged:
-                    await pubsub.ping()
-                    pinged = True
-                continue
-            heard = loop.time()
-            pinged = False
-            if message["type"] == "message":
-                self._deliver(message["data"])
+        await listen(pubsub, self.ping_interval, self._deliver)
 
     def _deliver(self, message: bytes) -> None:
         try:

@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tidings.broker.redis import LINK_ERRORS
+from tidings.broker.redis import LINK_ERRORS, listen
 from tidings.cluster import local
 from tidings.cluster.base import ConnectionInfo, Gone, Presence, node_of
 from tidings.cluster.registry import Registry
@@ -255,22 +255,7 @@ class RedisCluster:
                 await pubsub.aclose()
 
     async def _listen(self, pubsub: Any) -> None:
-        loop = asyncio.get_running_loop()
-        heard = loop.time()
-        pinged = False
-        while True:
-            message = await pubsub.get_message(timeout=self.ping_interval)
-            if message is None:
-                if pinged and loop.time() - heard >= self.ping_interval:
-                    raise TimeoutError(f"no answer from Redis for {self.ping_interval:g}s")
-                if not pinged:
-                    await pubsub.ping()
-                    pinged = True
-                continue
-            heard = loop.time()
-            pinged = False
-            if message["type"] == "message":
-                self._on_message(message["data"])
+        await listen(pubsub, self.ping_interval, self._on_message)
 
     # -- calls between nodes ---------------------------------------------------
 
