@@ -4,6 +4,7 @@ several nodes writing the same streams and changing the same inboxes at once."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.store_contract import (
     seqs_of,
     walk,
 )
+from tests.topic_counts_contract import UNDO_TOPIC_COUNTERS, TopicCountsContract, topic_history
 from tidings.core.errors import ConfigError, Unavailable
 from tidings.core.inbox import EVERYONE, Mark
 from tidings.core.models import Counts
@@ -39,7 +41,7 @@ from tidings.store.postgres_schema import MIGRATIONS
 from tidings.store.sqlite import SQLiteStore
 
 
-class TestSQLiteStore(StoreContract, InboxContract, TopicContract):
+class TestSQLiteStore(StoreContract, InboxContract, TopicContract, TopicCountsContract):
     @pytest.fixture
     async def make_store(self, tmp_path: Path) -> AsyncIterator[MakeStore]:
         opened: list[Store] = []
@@ -52,6 +54,27 @@ class TestSQLiteStore(StoreContract, InboxContract, TopicContract):
 
         yield make
         for store in opened:
+            await store.close()
+
+    async def test_topic_counter_migration_counts_what_was_stored_before(
+        self, tmp_path: Path
+    ) -> None:
+        store = SQLiteStore(tmp_path / "old.db")
+        await store.open()
+        counts = await topic_history(store)
+        await store.close()
+        with sqlite3.connect(tmp_path / "old.db") as conn:
+            conn.executescript(UNDO_TOPIC_COUNTERS)
+        store = SQLiteStore(tmp_path / "old.db")
+        await store.open()
+        try:
+            for user, expected in counts.items():
+                await assert_counts(store, user, expected)
+            await store.append(publish("news"))
+            await assert_counts(
+                store, "dave", Counts(*(n + 1 for n in counts["dave"].to_json().values()))
+            )
+        finally:
             await store.close()
 
 
@@ -88,7 +111,7 @@ async def pg_url() -> AsyncIterator[str]:
     await admin_fetch(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
-class TestPostgresStore(StoreContract, InboxContract, TopicContract):
+class TestPostgresStore(StoreContract, InboxContract, TopicContract, TopicCountsContract):
     @pytest.fixture(autouse=True)
     def driver(self) -> None:
         require_driver("asyncpg")
@@ -198,6 +221,19 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract):
                 await store.close()
         versions = await admin_fetch(f"SELECT version FROM {schema}.schema_version")
         assert [row["version"] for row in versions] == [len(MIGRATIONS)]
+
+    async def test_topic_counter_migration_counts_what_was_stored_before(
+        self, make_store: MakeStore, pg_url: str
+    ) -> None:
+        counts = await topic_history(await make_store())
+        await admin_script(f"SET search_path = {schema_of(pg_url)}; {UNDO_TOPIC_COUNTERS}")
+        store = await make_store()
+        for user, expected in counts.items():
+            await assert_counts(store, user, expected)
+        await store.append(publish("news"))
+        await assert_counts(
+            store, "dave", Counts(*(n + 1 for n in counts["dave"].to_json().values()))
+        )
 
     @pytest.mark.usefixtures("no_retries")
     async def test_two_nodes_mark_the_same_items_at_once(self, make_store: MakeStore) -> None:

@@ -296,22 +296,40 @@ async def test_topic_to_ten_thousand_subscribers(server: ServerProcess) -> None:
 async def test_expired_topic_items_leave_every_inbox_and_subscribers_are_told(
     tmp_path: Path,
 ) -> None:
+    """Each subscriber hears of the sweep with their own counts after it."""
     server = ServerProcess(tmp_path / "d", "--sweep-interval", "0.2").start()
     try:
-        ws = await open_ws(server.ws_url, token=server.token("eve"))
+        eve = await open_ws(server.ws_url, token=server.token("eve"))
+        max_ = await open_ws(server.ws_url, token=server.token("max"))
         await asyncio.sleep(0.2)
         async with httpx.AsyncClient(base_url=server.url) as http:
+            stay = await post(http, server, topic="everyone", message="stay")
             soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
             result = await post(http, server, topic="everyone", message="flash", expiresAt=soon)
-            assert (await recv_json(ws))["notificationId"] == result["notificationId"]
-            event = await recv_json(ws, timeout=5)
-            assert event == {
-                "type": "inbox",
-                "topic": "everyone",
-                "change": {"action": "expire", "ids": [result["notificationId"]]},
-            }
+            for ws in (eve, max_):
+                assert (await recv_json(ws))["notificationId"] == stay["notificationId"]
+                assert (await recv_json(ws))["notificationId"] == result["notificationId"]
+            read = await http.post(
+                "/v1/users/eve/notifications/read",
+                json={"ids": [stay["notificationId"]]},
+                headers=auth(server, "eve"),
+            )
+            assert read.status_code == 200, read.text
+            assert (await recv_json(eve))["unread"] == 1
+            expired = {"action": "expire", "ids": [result["notificationId"]]}
+            for ws, (unread, unseen) in ((eve, (0, 1)), (max_, (1, 1))):
+                assert await recv_json(ws, timeout=5) == {
+                    "type": "inbox",
+                    "topic": "everyone",
+                    "change": expired,
+                    "total": 1,
+                    "unread": unread,
+                    "unseen": unseen,
+                }
             page = await inbox(http, server, "eve")
-            assert page["items"] == [] and page["counts"]["total"] == 0
-        await ws.close()
+            assert [i["message"] for i in page["items"]] == ["stay"]
+            assert page["counts"] == {"total": 1, "unread": 0, "unseen": 1}
+        await eve.close()
+        await max_.close()
     finally:
         server.stop()

@@ -45,11 +45,22 @@ class Connection(Protocol):
 GapHandler = Callable[[Connection, str | None], None]
 """Told that a connection saw a seq jump in its personal stream (None) or a topic."""
 
+TopicEventHandler = Callable[[str, bytes, list[Connection]], None]
+"""Given an event about a topic (its items expired) and this node's subscribers
+of it, to tell each of them with their own counts."""
+
 
 class Hub:
-    def __init__(self, *, encode: Callable[[bytes], bytes], on_gap: GapHandler) -> None:
+    def __init__(
+        self,
+        *,
+        encode: Callable[[bytes], bytes],
+        on_gap: GapHandler,
+        on_topic_event: TopicEventHandler | None = None,
+    ) -> None:
         self._encode = encode
         self._on_gap = on_gap
+        self._on_topic_event = on_topic_event
         self._by_user: dict[str, dict[str, Connection]] = {}
         self._by_id: dict[str, Connection] = {}
         self._by_topic: dict[str, dict[str, Connection]] = {}
@@ -103,10 +114,10 @@ class Hub:
                 self._deliver_topic(topic, publication)
             elif publication.user_id:
                 self._subscription_changed(publication)
-            else:  # an event about a topic (its items expired): every subscriber
-                frame = self._encode(publication.payload)
-                for conn in self._subscribers(topic):
-                    conn.write_frame(frame)
+            elif self._on_topic_event is not None:  # an event about a topic
+                self._on_topic_event(topic, publication.payload, self._subscribers(topic))
+            else:
+                self.write(self._subscribers(topic), publication.payload)
             return
         conns = self._by_user.get(publication.user_id)
         if not conns:
@@ -126,6 +137,12 @@ class Hub:
             elif verdict == GAP:
                 self._on_gap(conn, None)
         self.deliveries += written
+
+    def write(self, conns: list[Connection], payload: bytes) -> None:
+        """Write one payload, framed once, to each of ``conns``."""
+        frame = self._encode(payload)
+        for conn in conns:
+            conn.write_frame(frame)
 
     def _subscribers(self, topic: str) -> list[Connection]:
         if topic == EVERYONE:

@@ -46,6 +46,9 @@ log = logging.getLogger("tidings.node")
 
 PRUNE_EVERY = 60.0
 """Seconds between sweeps of expired idempotency keys."""
+
+COUNTS_CHUNK = 500
+"""Users whose counts one read gets, when a topic event goes to many."""
 CLOSE_STORE_DOWN = 1011
 """Close code when a connection cannot be synced because the store is down."""
 
@@ -83,7 +86,7 @@ class Node:
         self.broker = broker
         self.encode = encode
         """Wraps an encoded frame for the transport (a WebSocket text frame)."""
-        self.hub = Hub(encode=encode, on_gap=self._on_gap)
+        self.hub = Hub(encode=encode, on_gap=self._on_gap, on_topic_event=self._on_topic_event)
         self.user_send = user_send
         self.gap_wait = gap_wait
         self.default_ttl_ms = int(default_ttl * 1000)
@@ -318,6 +321,31 @@ class Node:
     async def _push_topic_event(self, topic: str, change: JSONObject) -> None:
         payload = orjson.dumps({"type": "inbox", "topic": topic, "change": change})
         await self._publish_events([Publication("", 0, payload, topic=topic)])
+
+    def _on_topic_event(self, topic: str, payload: bytes, conns: list[Connection]) -> None:
+        if conns:
+            self._spawn(self._tell_subscribers(payload, conns))
+
+    async def _tell_subscribers(self, payload: bytes, conns: list[Connection]) -> None:
+        """Give each connected subscriber a topic event with their own counts
+        (read for all of them at once, a chunk at a time); without the store,
+        the event alone, which tells a client to read its counts again."""
+        by_user: dict[str, list[Connection]] = {}
+        for conn in conns:
+            by_user.setdefault(conn.user_id, []).append(conn)
+        event = orjson.loads(payload)
+        users = list(by_user)
+        for start in range(0, len(users), COUNTS_CHUNK):
+            chunk = users[start : start + COUNTS_CHUNK]
+            try:
+                counts = await self.store.counts_many(chunk)
+            except Unavailable as exc:
+                log.warning("cannot read counts", extra={"error": str(exc)})
+                counts = {}
+            for user in chunk:
+                found = counts.get(user)
+                own = orjson.dumps({**event, **found.to_json()}) if found else payload
+                self.hub.write(by_user[user], own)
 
     async def _publish_events(self, publications: list[Publication]) -> None:
         try:

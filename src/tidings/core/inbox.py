@@ -77,6 +77,17 @@ class InboxFilter:
             created_before=parse_time(raw.get("createdBefore"), "createdBefore"),
         )
 
+    def kept_count(self) -> str | None:
+        """``total``, ``unread`` or ``unseen`` when this filter is one of the
+        counts every store keeps (so it is read, not counted); else None."""
+        if self.archived != "exclude" or self.tags:
+            return None
+        if self.created_after is not None or self.created_before is not None:
+            return None
+        return {(None, None): "total", (False, None): "unread", (None, False): "unseen"}.get(
+            (self.read, self.seen)
+        )
+
     def digest(self) -> str:
         return hashlib.sha256(
             orjson.dumps(

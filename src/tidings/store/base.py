@@ -40,7 +40,8 @@ class Expired:
     user_id: str
     ids: tuple[str, ...]
     counts: Counts | None
-    """None for a topic: each subscriber's counts are read when asked."""
+    """None for a topic: each node reads its connected subscribers' counts
+    (``counts_many``) when it tells them."""
     topic: str | None = None
 
 
@@ -89,6 +90,10 @@ class Store(Protocol):
         ...
 
     async def counts(self, user_id: str) -> Counts: ...
+
+    async def counts_many(self, user_ids: Sequence[str]) -> dict[str, Counts]:
+        """The counts of several users, read together (for events to all of them)."""
+        ...
 
     async def count_filters(
         self, user_id: str, filters: Mapping[str, InboxFilter]

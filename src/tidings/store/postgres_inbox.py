@@ -10,11 +10,14 @@ across nodes: two nodes marking the same items count each real change once,
 and the counts a change returns are the counts right after it. Items that
 expired but were not swept yet are subtracted whenever counts are read.
 
-Topic items (``postgres_topics``) are merged into every listing and count;
-their part of the counts is computed when read, since it cannot be kept per
-user without a write to every subscriber on every broadcast. Changes to a
-user's topic state take the same stream lock (the stream row is created, with
-head 0, for a user who has only topic items).
+Topic items (``postgres_topics``) are merged into every listing and count.
+Their part of the counts is kept too, without a write per subscriber on a
+broadcast: each topic counts its alive items, each subscription keeps offsets
+from that (``tidings.core.counters``). Changes to a user's topic state take
+the same stream lock (the stream row is created, with head 0, for a user who
+has only topic items), then a shared lock on the user's topics rows that only
+a sweep of those topics waits for, so a sweep reads every subscriber's state
+of what it removes as it stays until commit.
 
 Reads are single statements, so each sees one snapshot; ``export`` reads in
 one repeatable-read transaction.
@@ -29,6 +32,15 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import orjson
 
+from tidings.core.counters import (
+    Moves,
+    Receipt,
+    State,
+    Subscription,
+    marked,
+    removed,
+    swept_offsets,
+)
 from tidings.core.errors import Unavailable
 from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, Notification, StreamPage, iso_ms
@@ -82,36 +94,22 @@ def to_item(user_id: str, row: Any, topic: str | None = None) -> InboxItem:
     )
 
 
+def _state(row: Any) -> State:
+    return row["read_at"], row["seen_at"], row["archived_at"]
+
+
 def _marked(action: str, rows: Sequence[Any]) -> _Moves:
-    """The counter moves of ``action`` on the rows it changed (their new state)."""
-    total = unread = unseen = 0
-    for row in rows:
-        live = row["archived_at"] is None
-        if action in ("read", "unread"):
-            unread += (-1 if action == "read" else 1) if live else 0
-        elif action == "seen":
-            unseen -= 1 if live else 0
-        else:  # archive / unarchive: the item leaves or rejoins every count
-            step = -1 if action == "archive" else 1
-            total += step
-            unread += step if row["read_at"] is None else 0
-            unseen += step if row["seen_at"] is None else 0
-    return total, unread, unseen, 0
+    """The counter moves of ``action`` on the rows it changed."""
+    return (*marked(action, map(_state, rows)), 0)
 
 
 def _removed(rows: Sequence[Any], trimmed: int = 0) -> _Moves:
-    """The counter moves of deleting ``rows`` (archived ones were counted nowhere)."""
-    live = [row for row in rows if row["archived_at"] is None]
-    return (
-        -len(live),
-        -sum(row["read_at"] is None for row in live),
-        -sum(row["seen_at"] is None for row in live),
-        trimmed,
-    )
+    """The counter moves of deleting ``rows``."""
+    return (*removed(map(_state, rows)), trimmed)
 
 
 def _counts(row: Any) -> Counts:
-    return Counts(row["total"], row["unread"], row["unseen"])
+    return Counts(int(row["total"]), int(row["unread"]), int(row["unseen"]))
 
 
 class PostgresInbox:
@@ -187,14 +185,27 @@ class PostgresInbox:
         rows = await self._fetch(sql.COUNTS, [user_id], now_ms())
         return _counts(rows[0]) if rows else Counts()
 
+    async def counts_many(self, user_ids: Sequence[str]) -> dict[str, Counts]:
+        users = [user for user in dict.fromkeys(user_ids) if storable(user)]
+        rows = await self._fetch(sql.COUNTS, users, now_ms()) if users else []
+        return {row["user_id"]: _counts(row) for row in rows}
+
     async def count_filters(
         self, user_id: str, filters: Mapping[str, InboxFilter]
     ) -> dict[str, int]:
         if not filters or not storable(user_id):
             return dict.fromkeys(filters, 0)
-        statement, args = sql.count_query(user_id, list(filters.values()), now_ms())
-        rows = await self._fetch(statement, *args)
-        return {name: int(n) for name, n in zip(filters, rows[0], strict=True)}
+        kept = {name: f.kept_count() for name, f in filters.items()}
+        found: dict[str, int] = {}
+        if any(kept.values()):  # read from the counters, not counted
+            counts = (await self.counts(user_id)).to_json()
+            found = {name: int(counts[k]) for name, k in kept.items() if k is not None}
+        rest = [name for name in filters if name not in found]
+        if rest:
+            statement, args = sql.count_query(user_id, [filters[n] for n in rest], now_ms())
+            rows = await self._fetch(statement, *args)
+            found.update({name: int(n) for name, n in zip(rest, rows[0], strict=True)})
+        return {name: found[name] for name in filters}
 
     async def export(self, user_id: str) -> dict[str, Any]:
         now = now_ms()
@@ -235,23 +246,77 @@ class PostgresInbox:
         target = list(mark.ids) if mark.ids is not None else mark.up_to
         stamp = now if mark.action in sql.MARK_STAMPS else None
         statement = sql.MARKS[mark.action, mark.ids is not None]
-        rows = await conn.fetch(statement, user_id, target, stamp)
-        if mark.up_to is not None and mark.action in topics.MARKERS:
-            shared = await conn.fetch(topics.MARKERS[mark.action], user_id, mark.up_to, now)
+        rows = await conn.fetch(statement, user_id, target, stamp, now)
+        if mark.up_to is not None and mark.action in topics.PENDING:
+            shared = await self._move_markers(conn, user_id, mark.action, mark.up_to, now)
         else:
-            shared = await conn.fetch(
-                topics.MARKS[mark.action, mark.ids is not None], user_id, target, now
-            )
+            by = "ids" if mark.ids is not None else "up_to"
+            picked = await conn.fetch(topics.MARKS[mark.action, by], user_id, target, now)
+            await self._offset(conn, user_id, mark.action, picked, now)
+            shared = [row["id"] for row in picked]
         counts = await self._settle(conn, {user_id: _marked(mark.action, rows)}, now)
-        changed = [row["id"] for row in rows] + [row["id"] for row in shared]
-        return changed, counts.get(user_id, Counts())
+        return [row["id"] for row in rows] + shared, counts.get(user_id, Counts())
+
+    async def _move_markers(
+        self, conn: Any, user_id: str, action: str, up_to: str, now: int
+    ) -> list[str]:
+        """Mark read (or seen) every topic item up to ``up_to`` as SQLite's
+        ``sqlite_topics._move_marker`` does: markers moved to just below the
+        first larger id, only the items between old and new marker read, the
+        few above it with an id up to ``up_to`` given receipts."""
+        changed: list[str] = []
+        for sub in await conn.fetch(topics.subs("$1"), user_id):
+            topic, old = sub["topic"], sub[f"{action}_upto"]
+            bounds = await conn.fetchrow(topics.MARKER_BOUNDS, topic, up_to)
+            top = bounds["top"] or 0
+            marker = min(bounds["newer"] - 1, top) if bounds["newer"] is not None else top
+            rows = list(
+                await conn.fetch(
+                    topics.PENDING[action], user_id, topic, max(old, sub["from_seq"]), marker
+                )
+            )
+            if action == "read":
+                rows += await conn.fetch(topics.PENDING_UNREAD, user_id, topic, min(old, marker))
+                await conn.execute(topics.CLEAR_UNREAD, user_id, topic, marker)
+            if marker > old:
+                await conn.execute(topics.SET_MARKER[action], user_id, topic, marker, now)
+            # Expired items not swept yet are read too (the sweep gives them
+            # back), but only alive ones are reported as changed.
+            await self._offset(conn, user_id, action, rows, now)
+            changed += [
+                row["id"] for row in rows if row["expires_at"] is None or row["expires_at"] > now
+            ]
+            above = await conn.fetch(
+                topics.MARKS[action, "above"], user_id, up_to, now, topic, marker
+            )
+            await self._offset(conn, user_id, action, above, now)
+            changed += [row["id"] for row in above]
+        return changed
+
+    async def _offset(
+        self, conn: Any, user_id: str, action: str, rows: Sequence[Any], now: int
+    ) -> None:
+        """Move the user's topic offsets by what ``action`` did to ``rows``."""
+        states: dict[str, list[State]] = {}
+        for row in rows:
+            states.setdefault(row["topic"], []).append(_state(row))
+        moves = {
+            topic: removed(items) if action == "delete" else marked(action, items)
+            for topic, items in states.items()
+        }
+        moves = {topic: move for topic, move in moves.items() if any(move)}
+        if moves:
+            columns = [list(column) for column in zip(*moves.values(), strict=True)]
+            await conn.execute(topics.OFFSETS, user_id, list(moves), *columns, now)
 
     async def _lock_user(self, conn: Any, user_id: str) -> None:
         """Take the user's stream lock, creating the stream if the user has none
         yet (an inbox of topic items only): every change of the user's state,
-        personal or topic, is serialized by it."""
+        personal or topic, is serialized by it. Then a shared lock on the
+        user's topics, which only a sweep of them waits for."""
         await conn.execute(sql.ENSURE_STREAM, user_id)
         await conn.execute(sql.LOCK_STREAMS, [user_id])
+        await conn.execute(topics.LOCK_TOPICS, user_id)
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> tuple[list[str], Counts]:
         if not storable(user_id):
@@ -262,8 +327,9 @@ class PostgresInbox:
         self, conn: Any, user_id: str, ids: list[str], now: int
     ) -> tuple[list[str], Counts]:
         await self._lock_user(conn, user_id)
-        rows = await conn.fetch(sql.DELETE_ITEMS, user_id, ids)
-        hidden = await conn.fetch(topics.DELETE, user_id, ids)
+        rows = await conn.fetch(sql.DELETE_ITEMS, user_id, ids, now)
+        hidden = await conn.fetch(topics.DELETE, user_id, ids, now)
+        await self._offset(conn, user_id, "delete", hidden, now)
         counts = await self._settle(conn, {user_id: _removed(rows)}, now)
         return [row["id"] for row in rows] + [row["id"] for row in hidden], counts.get(
             user_id, Counts()
@@ -283,6 +349,7 @@ class PostgresInbox:
         due = await conn.fetch(topics.EXPIRING, now, limit) if limit > 0 else []
         if not due:
             return []
+        await conn.execute(topics.LOCK_SWEPT, sorted({row["topic"] for row in due}))
         rows = await conn.fetch(
             topics.DELETE_EXPIRED, [row["topic"] for row in due], [row["seq"] for row in due], now
         )
@@ -291,12 +358,38 @@ class PostgresInbox:
         order = {(row["topic"], row["seq"]): i for i, row in enumerate(due)}
         rows = sorted(rows, key=lambda row: order[row["topic"], row["seq"]])
         names, seqs = [row["topic"] for row in rows], [row["seq"] for row in rows]
-        await conn.execute(topics.DELETE_EXPIRED_RECEIPTS, names, seqs)
-        await conn.execute(topics.TRIM_TOPICS, names, seqs)
         by_topic: dict[str, list[str]] = {}
+        swept: dict[str, list[int]] = {}
         for row in rows:
             by_topic.setdefault(row["topic"], []).append(row["id"])
+            swept.setdefault(row["topic"], []).append(row["seq"])
+        for topic, topic_seqs in swept.items():
+            await self._give_back(conn, topic, sorted(topic_seqs))
+        await conn.execute(topics.DELETE_EXPIRED_RECEIPTS, names, seqs)
+        await conn.execute(topics.TRIM_TOPICS, names, seqs)
         return [Expired("", tuple(ids), None, topic=topic) for topic, ids in by_topic.items()]
+
+    async def _give_back(self, conn: Any, topic: str, swept: list[int]) -> None:
+        """Move the offsets of the subscribers of ``topic`` who did not count
+        some of the ``swept`` items (``core.counters.swept_offsets``)."""
+        receipts: dict[str, dict[int, Receipt]] = {}
+        for row in await conn.fetch(topics.SWEPT_RECEIPTS, topic, swept):
+            receipts.setdefault(row["user_id"], {})[row["seq"]] = Receipt(
+                row["read_at"],
+                bool(row["unread"]),
+                row["seen_at"],
+                row["archived_at"],
+                bool(row["deleted"]),
+            )
+        moves: dict[str, Moves] = {}
+        for row in await conn.fetch(topics.SWEPT_SUBSCRIBERS, topic, swept[0], swept[-1]):
+            sub = Subscription(row["from_seq"], row["read_upto"], row["seen_upto"])
+            move = swept_offsets(swept, sub, receipts.get(row["user_id"], {}))
+            if any(move):
+                moves[row["user_id"]] = move
+        if moves:
+            columns = [list(column) for column in zip(*moves.values(), strict=True)]
+            await conn.execute(topics.SWEPT_OFFSETS, topic, list(moves), *columns)
 
     async def _expire_personal(self, conn: Any, now: int, limit: int) -> list[Expired]:
         due = await conn.fetch(sql.EXPIRING, now, limit)
@@ -342,6 +435,7 @@ class PostgresInbox:
     async def _erase(self, conn: Any, user_id: str) -> int:
         await conn.execute(sql.ERASE_KEYS, user_id)
         await conn.execute(sql.LOCK_STREAMS, [user_id])
+        await conn.execute(topics.LOCK_TOPICS, user_id)
         status: str = await conn.execute(sql.ERASE_ITEMS, user_id)
         await conn.execute(sql.ERASE_STREAM, user_id)
         await conn.execute(topics.ERASE_RECEIPTS, user_id)
@@ -369,7 +463,9 @@ class PostgresInbox:
             return {}
 
         async def run(conn: Any) -> dict[str, int]:
-            await conn.execute(topics.SUBSCRIBE, users, topic, now_ms())
+            stream = await conn.fetchrow(topics.LOCK_TOPIC, topic)
+            head, alive = (stream["head"], stream["alive"]) if stream else (0, 0)
+            await conn.execute(topics.SUBSCRIBE, users, topic, head, now_ms(), alive)
             rows = await conn.fetch(topics.STARTS, users, topic)
             return {row["user_id"]: row["from_seq"] for row in rows}
 

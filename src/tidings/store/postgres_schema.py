@@ -124,6 +124,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX receipts_by_topic ON receipts (topic, seq);
     """,
+    # 4: topic counts kept, not counted: each topic's alive items, and per
+    # subscription what of them the user does not count (see core.counters).
+    """
+    ALTER TABLE topics ADD COLUMN alive BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions
+        ADD COLUMN total_off BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN unread_off BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN unseen_off BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX topic_notifications_topic_expiry ON topic_notifications (topic, expires_at)
+        WHERE expires_at IS NOT NULL;
+    UPDATE topics AS t SET alive = (
+        SELECT count(*) FROM topic_notifications AS n WHERE n.topic = t.topic
+    );
+    INSERT INTO subscriptions (user_id, topic, from_seq, created_at)
+        SELECT DISTINCT user_id, topic, 0, 0 FROM receipts WHERE topic = 'everyone'
+        ON CONFLICT (user_id, topic) DO NOTHING;
+    UPDATE subscriptions AS s SET
+        total_off = -x.h, unread_off = -x.h_or_read, unseen_off = -x.h_or_seen
+    FROM subscriptions AS k CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE h) AS h,
+            count(*) FILTER (WHERE h OR rd) AS h_or_read,
+            count(*) FILTER (WHERE h OR sn) AS h_or_seen
+        FROM (
+            SELECT t.seq <= k.from_seq OR coalesce(r.deleted, 0) = 1
+                    OR r.archived_at IS NOT NULL AS h,
+                coalesce(r.unread, 0) = 0
+                    AND (r.read_at IS NOT NULL OR t.seq <= k.read_upto) AS rd,
+                r.seen_at IS NOT NULL OR t.seq <= k.seen_upto AS sn
+            FROM topic_notifications AS t
+            LEFT JOIN receipts AS r
+                ON r.user_id = k.user_id AND r.topic = t.topic AND r.seq = t.seq
+            WHERE t.topic = k.topic
+        ) AS state
+    ) AS x
+    WHERE s.user_id = k.user_id AND s.topic = k.topic;
+    """,
 ]
 
 
@@ -295,7 +331,7 @@ counts read after a change are the counts right after it."""
 _MARK = """
 WITH changed AS (
     UPDATE notifications SET {column} = $3
-    WHERE user_id = $1 AND {target} AND {pending}
+    WHERE user_id = $1 AND {target} AND {pending} AND (expires_at IS NULL OR expires_at > $4)
     RETURNING id, read_at, seen_at, archived_at
 )
 SELECT * FROM changed ORDER BY id
@@ -317,7 +353,8 @@ MARKS = {
     for by_ids in (True, False)
 }
 """By (action, by ids or up to an id): set the column to $3 (a time, or NULL)
-on the items of user $1 not already in that state; returns them, by id."""
+on the items of user $1 alive at $4 and not already in that state; returns
+them, by id."""
 
 MARK_STAMPS = {action for action, (_, stamps) in _MARK_COLUMNS.items() if stamps}
 """The actions that set a time (the others clear one)."""
@@ -325,6 +362,7 @@ MARK_STAMPS = {action for action, (_, stamps) in _MARK_COLUMNS.items() if stamps
 DELETE_ITEMS = """
 WITH gone AS (
     DELETE FROM notifications WHERE user_id = $1 AND id = ANY($2::text[])
+        AND (expires_at IS NULL OR expires_at > $3)
     RETURNING id, read_at, seen_at, archived_at
 )
 SELECT * FROM gone ORDER BY id

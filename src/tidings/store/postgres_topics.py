@@ -26,15 +26,17 @@ from typing import Any
 from tidings.core.inbox import EVERYONE
 
 _SUBS = f"""
-SELECT topic, from_seq, read_upto, read_upto_at, seen_upto, seen_upto_at
+SELECT topic, from_seq, read_upto, read_upto_at, seen_upto, seen_upto_at,
+    total_off, unread_off, unseen_off
 FROM subscriptions WHERE user_id = {{user}}
 UNION ALL
-SELECT '{EVERYONE}', 0, 0, NULL, 0, NULL
+SELECT '{EVERYONE}', 0, 0, NULL, 0, NULL, 0, 0, 0
 WHERE NOT EXISTS (
     SELECT 1 FROM subscriptions WHERE user_id = {{user}} AND topic = '{EVERYONE}'
 )
 """
-"""The user's subscriptions with their markers; ``everyone`` is always among them."""
+"""The user's subscriptions with their markers and offsets; ``everyone`` is
+always among them."""
 
 _VIEW = """
 SELECT t.topic, t.seq, t.id, t.sender, t.message, t.data, t.tags, t.created_at, t.expires_at,
@@ -72,13 +74,73 @@ def items(user: str) -> str:
 
 
 def counts(user: str, now: str) -> str:
-    """Total, unread and unseen over the user's topics (not archived, not expired)."""
+    """Total, unread and unseen over the user's topics: each topic's ``alive``
+    plus the subscription's offsets (``tidings.core.counters``), less what
+    expired and is not swept yet (found through the topic's expiry index)."""
     return f"""
-    SELECT count(*) AS total, count(*) FILTER (WHERE v.read_at IS NULL) AS unread,
-        count(*) FILTER (WHERE v.seen_at IS NULL) AS unseen
-    FROM ({subs(user)}) AS s, LATERAL ({view(user)}) AS v
-    WHERE v.archived_at IS NULL AND (v.expires_at IS NULL OR v.expires_at > {now})
+    SELECT coalesce(sum(a.alive + s.total_off - z.total), 0)::bigint AS total,
+        coalesce(sum(a.alive + s.unread_off - z.unread), 0)::bigint AS unread,
+        coalesce(sum(a.alive + s.unseen_off - z.unseen), 0)::bigint AS unseen
+    FROM ({subs(user)}) AS s
+    CROSS JOIN LATERAL (
+        SELECT coalesce((SELECT alive FROM topics WHERE topic = s.topic), 0) AS alive
+    ) AS a
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS total, count(*) FILTER (WHERE v.read_at IS NULL) AS unread,
+            count(*) FILTER (WHERE v.seen_at IS NULL) AS unseen
+        FROM ({view(user)} AND t.expires_at IS NOT NULL AND t.expires_at <= {now}) AS v
+        WHERE v.archived_at IS NULL
+    ) AS z
     """
+
+
+LOCK_TOPICS = f"""
+SELECT topic FROM topics
+WHERE topic = '{EVERYONE}' OR topic IN (SELECT topic FROM subscriptions WHERE user_id = $1)
+ORDER BY topic FOR KEY SHARE
+"""
+"""Taken by every change of user $1's topic state, after their stream lock: it
+lets publishes through but waits for a sweep of those topics (``LOCK_SWEPT``),
+so a sweep sees every user's state of the items it removes as it stays."""
+
+LOCK_TOPIC = "SELECT head, alive FROM topics WHERE topic = $1 FOR KEY SHARE"
+
+LOCK_SWEPT = "SELECT topic FROM topics WHERE topic = ANY($1::text[]) ORDER BY topic FOR UPDATE"
+"""A sweep's lock on the topics it removes items from (see ``LOCK_TOPICS``)."""
+
+OFFSETS = """
+INSERT INTO subscriptions AS s
+    (user_id, topic, from_seq, created_at, total_off, unread_off, unseen_off)
+SELECT $1, t, 0, $6, a, b, c FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+    AS x(t, a, b, c) ORDER BY t
+ON CONFLICT (user_id, topic) DO UPDATE SET total_off = s.total_off + excluded.total_off,
+    unread_off = s.unread_off + excluded.unread_off,
+    unseen_off = s.unseen_off + excluded.unseen_off
+"""
+"""Move user $1's offsets in topics $2 by $3, $4, $5 (total, unread, unseen) at
+time $6; ``everyone``'s row appears here, once the user has state in it."""
+
+SWEPT_OFFSETS = """
+UPDATE subscriptions AS s
+SET total_off = s.total_off + x.a, unread_off = s.unread_off + x.b,
+    unseen_off = s.unseen_off + x.c
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS x(u, a, b, c)
+WHERE s.topic = $1 AND s.user_id = x.u
+"""
+"""Give back to the subscribers $2 of topic $1 what a sweep took from ``alive``
+but they did not count."""
+
+SWEPT_SUBSCRIBERS = """
+SELECT user_id, from_seq, read_upto, seen_upto FROM subscriptions
+WHERE topic = $1 AND (from_seq >= $2 OR read_upto >= $2 OR seen_upto >= $2
+    OR user_id IN (SELECT user_id FROM receipts WHERE topic = $1 AND seq BETWEEN $2 AND $3))
+"""
+"""The subscribers of topic $1 whose offsets the sweep of seqs $2..$3 can move."""
+
+SWEPT_RECEIPTS = """
+SELECT user_id, seq, read_at, unread, seen_at, archived_at, deleted FROM receipts
+WHERE topic = $1 AND seq = ANY($2::bigint[])
+"""
 
 
 # -- changes ------------------------------------------------------------------
@@ -109,85 +171,106 @@ _RECEIPT = {
 
 _MARK = """
 WITH chosen AS (
-    SELECT v.topic, v.seq, v.id FROM ({items}) AS v
+    SELECT v.topic, v.seq, v.id, v.read_at, v.seen_at, v.archived_at FROM ({items}) AS v
     WHERE {target} AND {pending} AND (v.expires_at IS NULL OR v.expires_at > $3)
 ), saved AS (
     INSERT INTO receipts (user_id, topic, seq, {columns})
     SELECT $1, topic, seq, {values} FROM chosen ORDER BY topic, seq
     ON CONFLICT (user_id, topic, seq) DO UPDATE SET {update}
 )
-SELECT id FROM chosen ORDER BY id
+SELECT * FROM chosen ORDER BY id
 """
 
+_TARGETS = {
+    "ids": "v.id = ANY($2::text[])",
+    "up_to": "v.id <= $2",
+    "above": "v.topic = $4 AND v.seq > $5 AND v.id <= $2",
+}
+
 MARKS = {
-    (action, by_ids): _MARK.format(
+    (action, target): _MARK.format(
         items=items("$1"),
-        target="v.id = ANY($2::text[])" if by_ids else "v.id <= $2",
+        target=_TARGETS[target],
         pending=pending,
         columns=columns,
         values=values,
         update=update,
     )
     for action, (columns, values, update, pending) in _RECEIPT.items()
-    for by_ids in (True, False)
+    for target in _TARGETS
 }
-"""By (action, by ids or up to an id): write receipts for the topic items of
-user $1 matching $2 that are alive at $3 and not already in that state;
-returns their ids. A mark-all-read or -seen moves markers instead (``MARKERS``)."""
+"""By (action, target): write receipts for the topic items of user $1 that are
+alive at $3 and not already in that state, picked by ids $2, by an id up to
+$2, or (``above``) in topic $4 above seq $5 with an id up to $2; returns them
+(topic, seq, id and their state before). A mark-all-read or -seen moves
+markers instead (``MARKER_BOUNDS`` and what follows)."""
 
-_MARKER = """
-WITH s AS ({subs}), changed AS (
-    SELECT v.id FROM s, LATERAL ({view}) AS v
-    WHERE v.id <= $2 AND v.{action}_at IS NULL AND (v.expires_at IS NULL OR v.expires_at > $3)
-), tops AS (
-    SELECT s.topic, (
-        SELECT max(t.seq) FROM topic_notifications AS t WHERE t.topic = s.topic AND t.id <= $2
-    ) AS top FROM s
-), markers AS (
-    INSERT INTO subscriptions AS m
-        (user_id, topic, from_seq, created_at, {action}_upto, {action}_upto_at)
-    SELECT $1, topic, 0, $3, top, $3 FROM tops WHERE top IS NOT NULL ORDER BY topic
-    ON CONFLICT (user_id, topic) DO UPDATE
-    SET {action}_upto = greatest(m.{action}_upto, excluded.{action}_upto),
-        {action}_upto_at = excluded.{action}_upto_at
-){cleared}
-SELECT id FROM changed ORDER BY id
+MARKER_BOUNDS = """
+SELECT (SELECT min(seq) FROM topic_notifications WHERE topic = $1 AND id > $2) AS newer,
+    (SELECT max(seq) FROM topic_notifications WHERE topic = $1) AS top
+"""
+"""Where a mark up to id $2 can put topic $1's marker: below the first item
+with a larger id (ids are made on many nodes, seqs at commit)."""
+
+_PENDING = """
+SELECT v.topic, v.seq, v.id, v.read_at, v.seen_at, v.archived_at, v.expires_at
+FROM ({subs}) AS s, LATERAL ({view}) AS v
+WHERE s.topic = $2 AND v.{action}_at IS NULL AND {where}
 """
 
-_CLEARED = """, cleared AS (
-    UPDATE receipts AS r SET unread = 0 FROM (
-        SELECT c.topic, c.seq FROM receipts AS c JOIN tops ON c.topic = tops.topic
-        WHERE c.user_id = $1 AND c.seq <= tops.top AND c.unread = 1
-        ORDER BY c.topic, c.seq FOR UPDATE OF c
-    ) AS l
-    WHERE r.user_id = $1 AND r.topic = l.topic AND r.seq = l.seq
-)"""
-"""A mark-all-read also reads again the items marked unread one by one."""
-
-MARKERS = {
-    action: _MARKER.format(
-        subs=subs("$1"),
-        view=view("$1"),
-        action=action,
-        cleared=_CLEARED if action == "read" else "",
+PENDING = {
+    action: _PENDING.format(
+        subs=subs("$1"), view=view("$1"), action=action, where="v.seq > $3 AND v.seq <= $4"
     )
     for action in ("read", "seen")
 }
-"""Mark read (or seen) the topic items of user $1 with an id up to $2 at time
-$3 by moving each topic's marker to the highest seq with such an id; returns
-the ids (alive and not in that state before) that changed."""
+"""User $1's items of topic $2 between seqs $3 (exclusive) and $4 not yet read
+(or seen): what moving the marker from $3 to $4 reads."""
+
+PENDING_UNREAD = _PENDING.format(
+    subs=subs("$1"),
+    view=view("$1"),
+    action="read",
+    where="v.seq <= $3 AND v.seq IN"
+    " (SELECT seq FROM receipts WHERE user_id = $1 AND topic = $2 AND unread = 1)",
+)
+"""User $1's items of topic $2 at or below seq $3 marked unread one by one."""
+
+CLEAR_UNREAD = """
+UPDATE receipts AS r SET unread = 0 FROM (
+    SELECT c.seq FROM receipts AS c
+    WHERE c.user_id = $1 AND c.topic = $2 AND c.seq <= $3 AND c.unread = 1
+    ORDER BY c.seq FOR UPDATE OF c
+) AS l
+WHERE r.user_id = $1 AND r.topic = $2 AND r.seq = l.seq
+"""
+"""A mark-all-read also reads again the items marked unread one by one."""
+
+SET_MARKER = {
+    action: f"""
+    INSERT INTO subscriptions AS m
+        (user_id, topic, from_seq, created_at, {action}_upto, {action}_upto_at)
+    VALUES ($1, $2, 0, $4, $3, $4)
+    ON CONFLICT (user_id, topic) DO UPDATE
+    SET {action}_upto = greatest(m.{action}_upto, excluded.{action}_upto),
+        {action}_upto_at = excluded.{action}_upto_at
+    """
+    for action in ("read", "seen")
+}
 
 DELETE = f"""
 WITH chosen AS (
-    SELECT v.topic, v.seq, v.id FROM ({items("$1")}) AS v WHERE v.id = ANY($2::text[])
+    SELECT v.topic, v.seq, v.id, v.read_at, v.seen_at, v.archived_at FROM ({items("$1")}) AS v
+    WHERE v.id = ANY($2::text[]) AND (v.expires_at IS NULL OR v.expires_at > $3)
 ), saved AS (
     INSERT INTO receipts (user_id, topic, seq, deleted)
     SELECT $1, topic, seq, 1 FROM chosen ORDER BY topic, seq
     ON CONFLICT (user_id, topic, seq) DO UPDATE SET deleted = 1
 )
-SELECT id FROM chosen ORDER BY id
+SELECT * FROM chosen ORDER BY id
 """
-"""Hide topic items $2 from user $1's inbox only; returns their ids."""
+"""Hide topic items $2 alive at $3 from user $1's inbox only; returns them
+(with their state before)."""
 
 _RECEIPTS_OF = """
 DELETE FROM receipts AS r USING (
@@ -209,12 +292,12 @@ ERASE_RECEIPTS = _RECEIPTS_OF.format(where="c.user_id = $1")
 # -- topic streams ------------------------------------------------------------
 
 ADVANCE_TOPICS = """
-INSERT INTO topics AS t (topic, head)
-SELECT u, n FROM unnest($1::text[], $2::bigint[]) AS x(u, n) ORDER BY u
-ON CONFLICT (topic) DO UPDATE SET head = t.head + excluded.head
+INSERT INTO topics AS t (topic, head, alive)
+SELECT u, n, n FROM unnest($1::text[], $2::bigint[]) AS x(u, n) ORDER BY u
+ON CONFLICT (topic) DO UPDATE SET head = t.head + excluded.head, alive = t.alive + excluded.alive
 RETURNING topic, head
 """
-"""Add $2[i] to the head of topic $1[i]; returns the new heads. As with
+"""Add $2[i] to the head (and the alive count) of topic $1[i]; returns the new heads. As with
 ``streams``, the row lock is held to commit: topic seqs are gapless and in
 commit order across nodes."""
 
@@ -244,12 +327,13 @@ ORDER BY n.seq
 row with NULL item columns when nothing follows $2."""
 
 SUBSCRIBE = """
-INSERT INTO subscriptions (user_id, topic, from_seq, created_at)
-SELECT u, $2, coalesce((SELECT head FROM topics WHERE topic = $2), 0), $3
+INSERT INTO subscriptions (user_id, topic, from_seq, created_at, total_off, unread_off, unseen_off)
+SELECT u, $2, $3, $4, -$5::bigint, -$5::bigint, -$5::bigint
 FROM unnest($1::text[]) AS x(u) ORDER BY u
 ON CONFLICT (user_id, topic) DO NOTHING
 """
-"""Users $1 join topic $2 from its committed head; a user already in is left as is."""
+"""Users $1 join topic $2 from its head $3, when $5 items are alive (none of
+them theirs); a user already in is left as is."""
 
 STARTS = """
 SELECT user_id, from_seq FROM subscriptions WHERE topic = $2 AND user_id = ANY($1::text[])
@@ -281,17 +365,15 @@ DELETE_EXPIRED_RECEIPTS = _RECEIPTS_OF.format(
 )
 
 TRIM_TOPICS = """
-UPDATE topics AS t SET trimmed = greatest(t.trimmed, x.seq)
+UPDATE topics AS t SET trimmed = greatest(t.trimmed, x.seq), alive = t.alive - x.n
 FROM (
-    SELECT topic, max(seq) AS seq FROM unnest($1::text[], $2::bigint[]) AS u(topic, seq)
-    GROUP BY topic
-) AS x, (
-    SELECT topic FROM topics WHERE topic = ANY($1::text[]) ORDER BY topic FOR NO KEY UPDATE
-) AS l
-WHERE t.topic = x.topic AND t.topic = l.topic
+    SELECT topic, max(seq) AS seq, count(*) AS n
+    FROM unnest($1::text[], $2::bigint[]) AS u(topic, seq) GROUP BY topic
+) AS x
+WHERE t.topic = x.topic
 """
-"""Raise each topic's ``trimmed`` to its highest swept seq (rows locked in topic
-order, as ``ADVANCE_TOPICS`` locks them)."""
+"""Take the swept seqs out of each topic's ``alive`` and raise its ``trimmed``
+to the highest (the sweep holds these rows' locks: ``LOCK_SWEPT``)."""
 
 EXPORT_SUBSCRIPTIONS = """
 SELECT topic, from_seq, read_upto, seen_upto FROM subscriptions WHERE user_id = $1

@@ -254,9 +254,11 @@ class SQLiteStore:
                 " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 topic_rows,
             )
+            # Each new row is alive: ``alive`` grows by how far the head moved.
             conn.executemany(
-                "INSERT INTO topics (topic, head) VALUES (?, ?)"
-                " ON CONFLICT (topic) DO UPDATE SET head = excluded.head",
+                "INSERT INTO topics (topic, head, alive) VALUES (?1, ?2, ?2)"
+                " ON CONFLICT (topic) DO UPDATE SET"
+                " alive = alive + excluded.head - head, head = excluded.head",
                 list(topic_heads.items()),
             )
         if key_rows:
@@ -377,6 +379,13 @@ class SQLiteStore:
     async def counts(self, user_id: str) -> Counts:
         counts: Counts = await self._in_reader(self._read, inbox.counts, user_id, _now_ms())
         return counts
+
+    async def counts_many(self, user_ids: Sequence[str]) -> dict[str, Counts]:
+        def run(conn: sqlite3.Connection, now: int) -> dict[str, Counts]:
+            return {user: inbox.counts(conn, user, now) for user in user_ids}
+
+        result: dict[str, Counts] = await self._in_reader(self._read, run, _now_ms())
+        return result
 
     async def count_filters(
         self, user_id: str, filters: Mapping[str, InboxFilter]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from tidings.core.counters import Moves, marked, removed
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, StreamPage, iso_ms
 from tidings.store import sqlite_topics as topics
@@ -46,6 +47,9 @@ def list_items(
 
 
 def count(conn: sqlite3.Connection, user_id: str, f: InboxFilter, now: int) -> int:
+    kept = f.kept_count()
+    if kept is not None:  # one of the whole-inbox counts: read the counters
+        return getattr(counts(conn, user_id, now), kept)  # type: ignore[no-any-return]
     clauses, params = filter_clauses(f, now)
     row = conn.execute(
         f"SELECT count(*) FROM notifications WHERE user_id = ? AND {' AND '.join(clauses)}",
@@ -55,7 +59,8 @@ def count(conn: sqlite3.Connection, user_id: str, f: InboxFilter, now: int) -> i
 
 
 def counts(conn: sqlite3.Connection, user_id: str, now: int) -> Counts:
-    """Personal counters (kept by every change) less what expired unswept, plus topics."""
+    """Personal counters (kept by every change) less what expired unswept, plus
+    the topic counters."""
     total, unread, unseen = topics.counts(conn, user_id, now)
     row = conn.execute(
         "SELECT total, unread, unseen FROM streams WHERE user_id = ?", (user_id,)
@@ -118,21 +123,10 @@ def mark(
         params += [user_id, change.up_to]
     rows = conn.execute(
         f"UPDATE notifications SET {assignment} WHERE user_id = ? AND {target} AND {pending}"
-        " RETURNING id, read_at, seen_at, archived_at",
-        params,
+        f" AND {ALIVE} RETURNING id, read_at, seen_at, archived_at",
+        [*params, now],
     ).fetchall()
-    total = unread = unseen = 0
-    for _, read, seen, archived in rows:
-        if change.action in ("read", "unread"):
-            unread += (-1 if change.action == "read" else 1) if archived is None else 0
-        elif change.action == "seen":
-            unseen -= 1 if archived is None else 0
-        else:  # archive / unarchive: the item leaves or rejoins every count
-            step = -1 if change.action == "archive" else 1
-            total += step
-            unread += step if read is None else 0
-            unseen += step if seen is None else 0
-    _adjust(conn, user_id, total, unread, unseen)
+    _adjust(conn, user_id, marked(change.action, [row[1:] for row in rows]))
     changed = [row[0] for row in rows] + topics.mark(conn, user_id, change, now)
     return changed, counts(conn, user_id, now)
 
@@ -140,34 +134,23 @@ def mark(
 def delete(
     conn: sqlite3.Connection, user_id: str, ids: list[str], now: int
 ) -> tuple[list[str], Counts]:
+    """Delete alive items (an expired one is gone already, for the user)."""
     rows = conn.execute(
         f"DELETE FROM notifications WHERE user_id = ? AND id IN ({','.join('?' * len(ids))})"
-        " RETURNING id, read_at, seen_at, archived_at",
-        (user_id, *ids),
+        f" AND {ALIVE} RETURNING id, read_at, seen_at, archived_at",
+        (user_id, *ids, now),
     ).fetchall()
-    _forget(conn, user_id, rows)
+    _adjust(conn, user_id, removed(row[1:] for row in rows))
     deleted = [row[0] for row in rows] + topics.delete(conn, user_id, ids, now)
     return deleted, counts(conn, user_id, now)
 
 
-def _forget(conn: sqlite3.Connection, user_id: str, rows: list[tuple[Any, ...]]) -> None:
-    """Take removed rows (id, read_at, seen_at, archived_at) out of the counters."""
-    live = [row for row in rows if row[3] is None]
-    _adjust(
-        conn,
-        user_id,
-        -len(live),
-        -sum(row[1] is None for row in live),
-        -sum(row[2] is None for row in live),
-    )
-
-
-def _adjust(conn: sqlite3.Connection, user_id: str, total: int, unread: int, unseen: int) -> None:
-    if total or unread or unseen:
+def _adjust(conn: sqlite3.Connection, user_id: str, moves: Moves) -> None:
+    if any(moves):
         conn.execute(
             "UPDATE streams SET total = total + ?, unread = unread + ?, unseen = unseen + ?"
             " WHERE user_id = ?",
-            (total, unread, unseen, user_id),
+            (*moves, user_id),
         )
 
 
@@ -185,14 +168,14 @@ def expire(conn: sqlite3.Connection, now: int, limit: int) -> list[Expired]:
     )
     swept = []
     for user_id, items in by_user.items():
-        _forget(conn, user_id, [row[2:] for row in items])
+        _adjust(conn, user_id, removed(row[3:] for row in items))
         # Retention cut this stream up to here: a replay from below is incomplete.
         conn.execute(
             "UPDATE streams SET trimmed = max(trimmed, ?) WHERE user_id = ?",
             (max(row[1] for row in items), user_id),
         )
         swept.append(Expired(user_id, tuple(row[2] for row in items), counts(conn, user_id, now)))
-    for topic, ids in topics.expire(conn, now, limit).items():
+    for topic, ids in topics.expire(conn, now, limit - len(rows)).items():
         swept.append(Expired("", tuple(ids), None, topic=topic))
     return swept
 

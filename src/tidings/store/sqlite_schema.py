@@ -98,6 +98,36 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX receipts_by_topic ON receipts (topic, seq);
     """,
+    # 4: topic counts kept, not counted: each topic's alive items, and per
+    # subscription what of them the user does not count (see core.counters).
+    """
+    ALTER TABLE topics ADD COLUMN alive INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions ADD COLUMN total_off INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions ADD COLUMN unread_off INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscriptions ADD COLUMN unseen_off INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX topic_notifications_topic_expiry ON topic_notifications (topic, expires_at)
+        WHERE expires_at IS NOT NULL;
+    UPDATE topics SET alive = (
+        SELECT count(*) FROM topic_notifications AS t WHERE t.topic = topics.topic
+    );
+    INSERT INTO subscriptions (user_id, topic, from_seq, created_at)
+        SELECT DISTINCT user_id, topic, 0, 0 FROM receipts WHERE topic = 'everyone'
+        ON CONFLICT (user_id, topic) DO NOTHING;
+    UPDATE subscriptions SET (total_off, unread_off, unseen_off) = (
+        SELECT -coalesce(sum(h), 0), -coalesce(sum(h OR rd), 0), -coalesce(sum(h OR sn), 0)
+        FROM (
+            SELECT t.seq <= subscriptions.from_seq OR coalesce(r.deleted, 0) = 1
+                    OR r.archived_at IS NOT NULL AS h,
+                coalesce(r.unread, 0) = 0
+                    AND (r.read_at IS NOT NULL OR t.seq <= subscriptions.read_upto) AS rd,
+                r.seen_at IS NOT NULL OR t.seq <= subscriptions.seen_upto AS sn
+            FROM topic_notifications AS t
+            LEFT JOIN receipts AS r
+                ON r.user_id = subscriptions.user_id AND r.topic = t.topic AND r.seq = t.seq
+            WHERE t.topic = subscriptions.topic
+        )
+    );
+    """,
 ]
 
 

@@ -6,13 +6,27 @@ its seq is at or below the subscription's ``read_upto`` marker (unless a
 receipt marks it unread again); seen likewise with ``seen_upto``; archived or
 deleted only through a receipt. So a broadcast to everyone is one row, and a
 mark-all-read is one marker update, whatever the audience.
+
+Counts are kept, not counted: ``topics.alive`` counts a topic's rows, and each
+subscription keeps three offsets from it (``tidings.core.counters``), moved
+by the user's changes in the same transaction and by the sweeper.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
+from tidings.core.counters import (
+    Moves,
+    Receipt,
+    State,
+    Subscription,
+    marked,
+    removed,
+    swept_offsets,
+)
 from tidings.core.inbox import EVERYONE, InboxFilter, Mark
 from tidings.core.models import InboxItem, Notification, StreamPage
 from tidings.store.sqlite_rows import ALIVE, filter_clauses, to_item
@@ -151,14 +165,45 @@ def _count(
     return int(row[0])
 
 
-def counts(conn: sqlite3.Connection, user_id: str, now: int) -> tuple[int, int, int]:
-    """Total, unread and unseen over the user's topics (not archived, not expired)."""
+def counts(conn: sqlite3.Connection, user_id: str, now: int) -> Moves:
+    """Total, unread and unseen over the user's topics, from each topic's
+    ``alive`` counter and the subscription's offsets (see ``core.counters``),
+    less what expired and is not swept yet."""
+    rows = conn.execute(
+        "SELECT s.topic, coalesce(t.alive, 0), s.total_off, s.unread_off, s.unseen_off"
+        " FROM subscriptions AS s LEFT JOIN topics AS t ON t.topic = s.topic"
+        " WHERE s.user_id = ?",
+        (user_id,),
+    ).fetchall()
+    if not any(row[0] == EVERYONE for row in rows):
+        alive = conn.execute("SELECT alive FROM topics WHERE topic = ?", (EVERYONE,)).fetchone()
+        rows.append((EVERYONE, alive[0] if alive else 0, 0, 0, 0))
+    total = sum(alive + off for _, alive, off, _, _ in rows)
+    unread = sum(alive + off for _, alive, _, off, _ in rows)
+    unseen = sum(alive + off for _, alive, _, _, off in rows)
+    stale = _stale(conn, user_id, now)
+    return total - stale[0], unread - stale[1], unseen - stale[2]
+
+
+def _stale(conn: sqlite3.Connection, user_id: str, now: int) -> Moves:
+    """What the counters still count of this user's topic items that expired
+    but are not swept yet (usually nothing: one probe of the expiry index)."""
+    due = {
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT topic FROM topic_notifications"
+            " WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (now,),
+        )
+    }
     total = unread = unseen = 0
-    for sub in subscriptions(conn, user_id):
+    for sub in subscriptions(conn, user_id) if due else []:
+        if sub[0] not in due:
+            continue
         row = conn.execute(
-            "SELECT count(*), coalesce(sum(read_at IS NULL), 0),"
-            f" coalesce(sum(seen_at IS NULL), 0) FROM ({VIEW.format(index='')})"
-            " WHERE archived_at IS NULL AND (expires_at IS NULL OR expires_at > :now)",
+            "SELECT count(*), coalesce(sum(read_at IS NULL), 0), coalesce(sum(seen_at IS NULL), 0)"
+            f" FROM ({VIEW.format(index='')}) WHERE archived_at IS NULL"
+            " AND expires_at IS NOT NULL AND expires_at <= :now",
             {**_params(user_id, sub), "now": now},
         ).fetchone()
         total, unread, unseen = total + row[0], unread + row[1], unseen + row[2]
@@ -182,72 +227,148 @@ _RECEIPT = {
 """For each action: receipt columns and values to write, and which items it changes."""
 
 
+def _states(rows: list[tuple[Any, ...]]) -> list[State]:
+    """(read_at, seen_at, archived_at) of view rows."""
+    return [(row[8], row[9], row[10]) for row in rows]
+
+
+def _offset(conn: sqlite3.Connection, user_id: str, topic: str, moves: Moves, now: int) -> None:
+    """Move the user's offsets in ``topic`` (creating the ``everyone`` row,
+    which exists only once the user has state in it)."""
+    if not any(moves):
+        return
+    conn.execute(
+        "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (user_id, topic) DO NOTHING",
+        (user_id, topic, now),
+    )
+    conn.execute(
+        "UPDATE subscriptions SET total_off = total_off + ?, unread_off = unread_off + ?,"
+        " unseen_off = unseen_off + ? WHERE user_id = ? AND topic = ?",
+        (*moves, user_id, topic),
+    )
+
+
 def mark(conn: sqlite3.Connection, user_id: str, change: Mark, now: int) -> list[str]:
     """Apply ``change`` to the user's topic items; returns the ids that changed."""
-    columns, values, update, pending = _RECEIPT[change.action]
     changed: list[str] = []
     for sub in subscriptions(conn, user_id):
-        topic = sub[0]
-        if change.ids is not None:
-            target = f"id IN ({','.join('?' * len(change.ids))})"
-            target_params: list[Any] = list(change.ids)
-        else:
-            target, target_params = "id <= ?", [change.up_to]
         if change.up_to is not None and change.action in ("read", "seen"):
-            changed += _move_marker(conn, user_id, sub, change.action, target_params[0], now)
-            continue
-        rows = _view_rows(conn, user_id, sub, [target, pending, ALIVE], [*target_params, now])
-        if not rows:
-            continue
-        conn.executemany(
-            f"INSERT INTO receipts (user_id, topic, seq, {columns})"
-            f" VALUES (?, ?, ?, {values}) ON CONFLICT (user_id, topic, seq) DO UPDATE SET {update}",
-            [(user_id, topic, row[0], *([now] if "?" in values else [])) for row in rows],
-        )
-        changed += [row[1] for row in rows]
+            changed += _move_marker(conn, user_id, sub, change.action, change.up_to, now)
+        elif change.ids is not None:
+            target = f"id IN ({','.join('?' * len(change.ids))})"
+            changed += _write_receipts(conn, user_id, sub, change.action, target, change.ids, now)
+        else:
+            changed += _write_receipts(
+                conn, user_id, sub, change.action, "id <= ?", [change.up_to], now
+            )
     return changed
+
+
+def _write_receipts(
+    conn: sqlite3.Connection,
+    user_id: str,
+    sub: Sub,
+    action: str,
+    target: str,
+    target_params: Sequence[Any],
+    now: int,
+) -> list[str]:
+    """Record ``action`` on the alive items of one topic that ``target`` picks
+    and that are not in that state yet; returns their ids."""
+    columns, values, update, pending = _RECEIPT[action]
+    # Picked by id: through the (topic, id) index, not a walk of the topic.
+    index = BY_ID if target.startswith("id ") else ""
+    rows = _view_rows(
+        conn, user_id, sub, [target, pending, ALIVE], [*target_params, now], index=index
+    )
+    if not rows:
+        return []
+    topic = sub[0]
+    conn.executemany(
+        f"INSERT INTO receipts (user_id, topic, seq, {columns})"
+        f" VALUES (?, ?, ?, {values}) ON CONFLICT (user_id, topic, seq) DO UPDATE SET {update}",
+        [(user_id, topic, row[0], *([now] if "?" in values else [])) for row in rows],
+    )
+    total, unread, unseen = marked(action, _states(rows))
+    _offset(conn, user_id, topic, (total, unread, unseen), now)
+    return [row[1] for row in rows]
 
 
 def _move_marker(
     conn: sqlite3.Connection, user_id: str, sub: Sub, action: str, up_to: str, now: int
 ) -> list[str]:
-    """Mark read (or seen) everything up to ``up_to`` in one topic by moving its marker."""
-    pending = "read_at IS NULL" if action == "read" else "seen_at IS NULL"
-    rows = _view_rows(conn, user_id, sub, ["id <= ?", pending, ALIVE], [up_to, now])
-    top = conn.execute(
-        "SELECT max(seq) FROM topic_notifications WHERE topic = ? AND id <= ?", (sub[0], up_to)
+    """Mark read (or seen) every item of one topic with an id up to ``up_to``.
+
+    The marker moves to just below the first item with a larger id (ids are
+    made on many nodes and seqs at commit, so a larger id can sit at a lower
+    seq); the few items with an id up to ``up_to`` above it get receipts. Only
+    the items between the old and the new marker (and, for read, the ones
+    marked unread one by one below it) are read, not the whole topic.
+    """
+    topic, from_seq, read_upto, _, seen_upto, _ = sub
+    old = read_upto if action == "read" else seen_upto
+    newer = conn.execute(
+        f"SELECT min(seq) FROM topic_notifications {BY_ID} WHERE topic = ? AND id > ?",
+        (topic, up_to),
     ).fetchone()[0]
-    if top is None:
-        return []
-    conn.execute(
-        "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, 0, ?)"
-        " ON CONFLICT (user_id, topic) DO NOTHING",
-        (user_id, sub[0], now),
+    top = conn.execute(
+        "SELECT max(seq) FROM topic_notifications WHERE topic = ?", (topic,)
+    ).fetchone()[0]
+    marker = min(newer - 1, top or 0) if newer is not None else top or 0
+    pending = f"{action}_at IS NULL"
+    rows = _view_rows(
+        conn, user_id, sub, ["seq > ?", "seq <= ?", pending], [max(old, from_seq), marker]
     )
-    conn.execute(
-        f"UPDATE subscriptions SET {action}_upto = max({action}_upto, ?), {action}_upto_at = ?"
-        " WHERE user_id = ? AND topic = ?",
-        (top, now, user_id, sub[0]),
-    )
-    if action == "read":  # an item marked unread before is read again by a mark-all
-        conn.execute(
-            "UPDATE receipts SET unread = 0 WHERE user_id = ? AND topic = ? AND seq <= ?",
-            (user_id, sub[0], top),
+    if action == "read":  # items marked unread one by one are read again
+        rows += _view_rows(
+            conn,
+            user_id,
+            sub,
+            [
+                "seq IN (SELECT seq FROM receipts WHERE user_id = ? AND topic = ? AND unread = 1"
+                " AND seq <= ?)",
+                pending,
+            ],
+            [user_id, topic, min(old, marker)],
         )
-    return [row[1] for row in rows]
+        conn.execute(
+            "UPDATE receipts SET unread = 0 WHERE user_id = ? AND topic = ? AND seq <= ?"
+            " AND unread = 1",
+            (user_id, topic, marker),
+        )
+    if marker > old:
+        conn.execute(
+            "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, 0, ?)"
+            " ON CONFLICT (user_id, topic) DO NOTHING",
+            (user_id, topic, now),
+        )
+        conn.execute(
+            f"UPDATE subscriptions SET {action}_upto = ?, {action}_upto_at = ?"
+            " WHERE user_id = ? AND topic = ?",
+            (marker, now, user_id, topic),
+        )
+    # Expired items not swept yet are read too (the sweep then gives them
+    # back), but only alive ones are reported as changed.
+    _offset(conn, user_id, topic, marked(action, _states(rows)), now)
+    changed = [row[1] for row in rows if row[7] is None or row[7] > now]
+    return changed + _write_receipts(
+        conn, user_id, sub, action, "seq > ? AND id <= ?", [marker, up_to], now
+    )
 
 
 def delete(conn: sqlite3.Connection, user_id: str, ids: list[str], now: int) -> list[str]:
-    """Hide topic items from this user's inbox only."""
+    """Hide alive topic items from this user's inbox only."""
     gone: list[str] = []
     for sub in subscriptions(conn, user_id):
         marks = ",".join("?" * len(ids))
-        rows = _view_rows(conn, user_id, sub, [f"id IN ({marks})"], list(ids))
+        rows = _view_rows(conn, user_id, sub, [f"id IN ({marks})", ALIVE], [*ids, now], index=BY_ID)
         conn.executemany(
             "INSERT INTO receipts (user_id, topic, seq, deleted) VALUES (?, ?, ?, 1)"
             " ON CONFLICT (user_id, topic, seq) DO UPDATE SET deleted = 1",
             [(user_id, sub[0], row[0]) for row in rows],
         )
+        _offset(conn, user_id, sub[0], removed(_states(rows)), now)
         gone += [row[1] for row in rows]
     return gone
 
@@ -273,12 +394,15 @@ def subscribe(
     conn: sqlite3.Connection, user_ids: list[str], topic: str, now: int
 ) -> dict[str, int]:
     """Subscribe from the topic's current head; returns each user's start seq
-    (unchanged for a user already in)."""
-    head = conn.execute("SELECT head FROM topics WHERE topic = ?", (topic,)).fetchone()
+    (unchanged for a user already in). Nothing alive now is the new
+    subscriber's: their offsets start at minus ``alive``."""
+    row = conn.execute("SELECT head, alive FROM topics WHERE topic = ?", (topic,)).fetchone()
+    head, alive = row if row is not None else (0, 0)
     conn.executemany(
-        "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (user_id, topic) DO NOTHING",
-        [(user_id, topic, head[0] if head else 0, now) for user_id in user_ids],
+        "INSERT INTO subscriptions"
+        " (user_id, topic, from_seq, created_at, total_off, unread_off, unseen_off)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, topic) DO NOTHING",
+        [(user_id, topic, head, now, -alive, -alive, -alive) for user_id in user_ids],
     )
     starts: dict[str, int] = {}
     for start in range(0, len(user_ids), 900):
@@ -302,20 +426,64 @@ def unsubscribe(conn: sqlite3.Connection, user_id: str, topic: str) -> bool:
 
 
 def expire(conn: sqlite3.Connection, now: int, limit: int) -> dict[str, list[str]]:
-    """Delete expired topic notifications (and every receipt of them), by topic."""
+    """Delete expired topic notifications (and every receipt of them), by topic,
+    moving ``alive`` and the offsets of the subscribers who did not count them."""
     rows = conn.execute(
         "SELECT topic, seq, id FROM topic_notifications"
         " WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
         (now, limit),
     ).fetchall()
-    keys = [(row[0], row[1]) for row in rows]
-    conn.executemany("DELETE FROM topic_notifications WHERE topic = ? AND seq = ?", keys)
-    conn.executemany("DELETE FROM receipts WHERE topic = ? AND seq = ?", keys)
     by_topic: dict[str, list[str]] = {}
+    seqs: dict[str, list[int]] = {}
     for topic, seq, id_ in rows:
         by_topic.setdefault(topic, []).append(id_)
-        conn.execute("UPDATE topics SET trimmed = max(trimmed, ?) WHERE topic = ?", (seq, topic))
+        seqs.setdefault(topic, []).append(seq)
+    for topic, swept in seqs.items():
+        swept.sort()
+        _give_back(conn, topic, swept)
+        keys = [(topic, seq) for seq in swept]
+        conn.executemany("DELETE FROM topic_notifications WHERE topic = ? AND seq = ?", keys)
+        conn.executemany("DELETE FROM receipts WHERE topic = ? AND seq = ?", keys)
+        conn.execute(
+            "UPDATE topics SET alive = alive - ?, trimmed = max(trimmed, ?) WHERE topic = ?",
+            (len(swept), swept[-1], topic),
+        )
     return by_topic
+
+
+def _give_back(conn: sqlite3.Connection, topic: str, swept: list[int]) -> None:
+    """Move the offsets of every subscriber of ``topic`` who did not count some
+    of the ``swept`` items (only rows whose markers, start or receipts reach
+    them can change)."""
+    low = swept[0]
+    receipts: dict[str, dict[int, Receipt]] = {}
+    for start in range(0, len(swept), 900):
+        chunk = swept[start : start + 900]
+        for user, seq, read_at, unread, seen_at, archived_at, deleted in conn.execute(
+            "SELECT user_id, seq, read_at, unread, seen_at, archived_at, deleted FROM receipts"
+            f" WHERE topic = ? AND seq IN ({','.join('?' * len(chunk))})",
+            (topic, *chunk),
+        ):
+            receipts.setdefault(user, {})[seq] = Receipt(
+                read_at, bool(unread), seen_at, archived_at, bool(deleted)
+            )
+    subs = conn.execute(
+        "SELECT user_id, from_seq, read_upto, seen_upto FROM subscriptions"
+        " WHERE topic = ? AND (from_seq >= ? OR read_upto >= ? OR seen_upto >= ? OR user_id IN"
+        " (SELECT user_id FROM receipts WHERE topic = ? AND seq BETWEEN ? AND ?))",
+        (topic, low, low, low, topic, low, swept[-1]),
+    ).fetchall()
+    moves = []
+    for user, from_seq, read_upto, seen_upto in subs:
+        sub = Subscription(from_seq, read_upto, seen_upto)
+        move = swept_offsets(swept, sub, receipts.get(user, {}))
+        if any(move):
+            moves.append((*move, user, topic))
+    conn.executemany(
+        "UPDATE subscriptions SET total_off = total_off + ?, unread_off = unread_off + ?,"
+        " unseen_off = unseen_off + ? WHERE user_id = ? AND topic = ?",
+        moves,
+    )
 
 
 def erase(conn: sqlite3.Connection, user_id: str) -> None:
