@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,postgres,redis]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,postgres,redis,bench]'
 	touch $(STAMP)
 
 ## run: serve on 127.0.0.1:8000 with SQLite and the in-process broker (ARGS=... for flags)

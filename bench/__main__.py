@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.procstat import raise_fd_limit
 from bench.runner import WORKLOADS, Plan, Run, default_runtimes, execute
 from bench.targets import REPO, TARGETS, Runtimes
+from tidings.loadtest.procstat import raise_fd_limit
 
 RESULTS = REPO / "bench" / "results"
 SMOKE_MODULES = {

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 from tests.server import ServerProcess
 
-from bench.procstat import raise_fd_limit
-from bench.wsclient import Endpoint, Tally, close_all, connect_many
+from tidings.loadtest.procstat import raise_fd_limit
+from tidings.loadtest.wsclient import Endpoint, Tally, close_all, connect_many
 
 RESULTS = Path(__file__).parent / "results" / "inbox_fanout.json"
 

@@ -14,6 +14,13 @@ already (invisible, not swept); then the older half is marked read with one
 - ``counts``: the whole-inbox badge (counters less expired-unswept);
 - ``tab_counts``: four tabs counted in one call.
 
+Then the same inbox as topic items: ``--count`` broadcasts to ``everyone``
+(one row each), read by ``tina`` (older half marked read with one ``upTo``
+mark, 5% archived one by one) and ``zed`` (no state at all), measured as
+``topic_*``: counts (kept per subscription, not counted), the first page,
+the first unread page, and a mark read + unread of one item (the write and
+the counts it returns).
+
 On PostgreSQL ``rare_tag_page`` is measured again with a GIN index on tags,
 to see whether one would pay. Prints the figures (median and p95, in ms) and
 writes them to bench/results/inbox_listing.json.
@@ -35,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tidings.core.ids import new_id
-from tidings.core.inbox import InboxFilter, InboxQuery, Mark
+from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
 from tidings.core.models import PublishRequest
 from tidings.store.base import Store
 from tidings.store.postgres import PostgresStore
@@ -117,13 +124,65 @@ async def measure(store: Store, ids: list[str], repeat: int) -> dict[str, Any]:
     return figures
 
 
+async def topic_figures(
+    store: Store,
+    count: int,
+    repeat: int,
+    analyze: Callable[[], Awaitable[Any]] | None = None,
+) -> dict[str, Any]:
+    """Fill ``everyone`` with ``count`` broadcasts and time tina's and zed's
+    reads (``analyze`` refreshes the planner's statistics once filled)."""
+    now = time.time_ns() // 1_000_000
+    ids: list[str] = []
+    for start in range(0, count, 2000):
+        batch = [
+            PublishRequest(
+                id=new_id(),
+                recipients=(),
+                message=f"broadcast {n}",
+                created_at=now - 1_000_000 + n,
+                sender="bench",
+                topic=EVERYONE,
+            )
+            for n in range(start, min(count, start + 2000))
+        ]
+        await asyncio.gather(*(store.append(r) for r in batch))
+        ids += [r.id for r in batch]
+    started = time.perf_counter()
+    await store.mark("tina", Mark("read", up_to=ids[count // 2]))
+    marked = (time.perf_counter() - started) * 1000
+    for start in range(0, count, 1000):
+        await store.mark("tina", Mark("archive", ids=tuple(ids[start : start + 1000 : 20])))
+    if analyze is not None:
+        await analyze()
+    one = ids[-7]
+
+    async def toggle() -> None:
+        await store.mark("tina", Mark("read", ids=(one,)))
+        await store.mark("tina", Mark("unread", ids=(one,)))
+
+    unread = InboxQuery(InboxFilter(read=False), limit=50)
+    return {
+        "topic_mark_up_to_half_ms": round(marked, 1),
+        "topic_counts": await timed(lambda: store.counts("tina"), repeat),
+        "topic_counts_no_state": await timed(lambda: store.counts("zed"), repeat),
+        "topic_first_page": await timed(
+            lambda: store.list_inbox("tina", InboxQuery(InboxFilter(), limit=50)), repeat
+        ),
+        "topic_unread_page": await timed(lambda: store.list_inbox("tina", unread), repeat),
+        "topic_mark_one_read_and_unread": await timed(toggle, repeat),
+        "topic_counts_seen": (await store.counts("tina")).to_json(),
+    }
+
+
 async def on_sqlite(count: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteStore(Path(tmp) / "tidings.db", durable=False)
         await store.open()
         try:
             ids, setup = await fill(store, count)
-            return {**setup, **await measure(store, ids, repeat)}
+            figures = {**setup, **await measure(store, ids, repeat)}
+            return {**figures, **await topic_figures(store, count, repeat)}
         finally:
             await store.close()
 
@@ -144,6 +203,17 @@ async def on_postgres(url: str, count: int, repeat: int) -> dict[str, Any]:
         query = InboxQuery(InboxFilter(tags=("security",)), limit=50)
         figures["rare_tag_page_with_gin"] = await timed(
             lambda: store.list_inbox("bob", query), repeat
+        )
+        figures.update(
+            await topic_figures(
+                store,
+                count,
+                repeat,
+                lambda: admin.execute(
+                    f"ANALYZE {SCHEMA}.topic_notifications, {SCHEMA}.receipts,"
+                    f" {SCHEMA}.subscriptions"
+                ),
+            )
         )
         return figures
     finally:

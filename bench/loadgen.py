@@ -1,4 +1,5 @@
-"""The load generator as a library: async workloads against one server.
+"""The harness's workloads, built on the installed load generator
+(``tidings.loadtest``, which ``tidings bench`` runs too).
 
 Each workload opens its own picows connections, measures one or more
 windows and returns a plain dict (JSON-ready). A local server's CPU time and
@@ -6,13 +7,10 @@ RSS are read from /proc when ``Endpoint.server_pid`` is set; against a remote
 deployment those fields are ``None``. Every loop here is bounded by a count
 and by a deadline.
 
-Entry points:
-
-- ``bench_url(url, token, ...)``: one user's token against any deployment
-  (what ``tidings bench`` calls): N connections of that user, one sender.
-- ``fanout``, ``personal``, ``capacity``, ``catch_up``: the harness's workloads,
-  each opening its own connections; ``fanout_on`` and ``phases`` run on
-  connections already open (the harness reuses one set per server).
+Entry points: ``fanout``, ``personal``, ``capacity``, ``catch_up``, each
+opening its own connections; ``fanout_on`` and ``phases`` run on connections
+already open (the harness reuses one set per server). One user's token
+against any deployment is ``tidings.loadtest.deployment.bench_url``.
 """
 
 from __future__ import annotations
@@ -23,21 +21,18 @@ import time
 from array import array
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from bench.fleet import Fleet, personal, phases
-from bench.httpclient import HttpClient, HttpPool
-from bench.measure import latency_summary, rss_now, snapshot, window
-from bench.tokens import subject
-from bench.wire import TIDINGS, payload
-from bench.wsclient import Client, Endpoint, Tally, close_all, connect, connect_many
+from tidings.loadtest.fleet import Fleet, personal, phases
+from tidings.loadtest.httpclient import HttpClient, HttpPool
+from tidings.loadtest.measure import latency_summary, rss_now, snapshot, window
+from tidings.loadtest.wire import payload, subject
+from tidings.loadtest.wsclient import Client, Endpoint, Tally, close_all, connect, connect_many
 
 __all__ = [
     "Broadcast",
     "Endpoint",
     "Fleet",
     "action_broadcast",
-    "bench_url",
     "capacity",
     "capacity_row",
     "catch_up",
@@ -367,50 +362,3 @@ async def catch_up(
         "runs": runs,
         "per_second": best["per_second"],
     }
-
-
-# -- for users: one token against any deployment -----------------------------
-
-
-async def bench_url(
-    url: str,
-    token: str,
-    *,
-    connections: int = 100,
-    senders: int = 1,
-    duration: float = 10.0,
-    rate: float | None = None,
-    dialect: str = TIDINGS,
-    server_pid: int | None = None,
-) -> dict[str, Any]:
-    """Load-test a deployment with one user's token (what ``tidings bench`` runs).
-
-    Opens ``connections`` connections as that user plus ``senders`` sender
-    connections (the same user), then sends ``sendNotification`` to that user:
-    every send is stored once and delivered to every connection.
-    ``rate=None`` measures saturation (closed loop); a number holds that many
-    sends a second. Returns handshake, throughput, CPU and latency figures;
-    server CPU and RSS only when ``server_pid`` names a local process.
-    """
-    parts = urlsplit(url)
-    scheme = "https" if parts.scheme == "wss" else "http"
-    endpoint = Endpoint(
-        ws_url=url, http_url=f"{scheme}://{parts.netloc}", dialect=dialect, server_pid=server_pid
-    )
-    fleet = await Fleet.open(endpoint, [token] * connections, [token] * senders)
-    fleet.copies = len(fleet.receivers) + len(fleet.senders)
-    try:
-        if rate is None:
-            result = await fleet.saturate(via="ws", duration=duration)
-        else:
-            result = await fleet.at_rate(rate=rate, duration=duration)
-    finally:
-        await fleet.close()
-    connected = fleet.connected
-    result.update(
-        connections=len(fleet.receivers),
-        failed_connections=connected.failed if connected else 0,
-        first_error=connected.first_error if connected else None,
-        handshakes_per_second=connected.rate if connected else None,
-    )
-    return result

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.procstat import filesystem_of
 from bench.targets import REPO, Runtimes, Server, Target, pinned
 
 WORKLOADS = ("capacity", "fanout", "personal", "slow", "catchup")
@@ -186,7 +185,12 @@ def run_session(
                 subprocess.run(
                     [run.loadgen_python, "-m", "bench.worker", str(spec_path), str(out_path)],
                     cwd=REPO,
-                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                    # The bench venv has no tidings installed: the load generator
+                    # (tidings.loadtest) is imported from the source tree.
+                    env={
+                        **os.environ,
+                        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]),
+                    },
                     preexec_fn=pinned(loadgen_cpu),
                     timeout=timeout,
                     check=False,
@@ -225,6 +229,23 @@ def _failed(result: dict[str, Any]) -> bool:
         ):
             return True
     return False
+
+
+def filesystem_of(path: str) -> str | None:
+    """The type of the file system holding ``path`` (ext4, tmpfs, ...), from /proc/mounts."""
+    try:
+        mounts = open("/proc/mounts").read().splitlines()  # noqa: SIM115
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, kind = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3 or len(fields[1]) < len(best):
+            continue
+        if real == fields[1] or real.startswith(fields[1].rstrip("/") + "/"):
+            best, kind = fields[1], fields[2]
+    return kind
 
 
 def execute(run: Run) -> dict[str, Any]:
@@ -349,7 +370,7 @@ def _tidings_version(python: str) -> str | None:
 
 
 def _payload_bytes() -> int:
-    from bench.wire import payload
+    from tidings.loadtest.wire import payload
 
     body = payload(0)
     return len(json.dumps(body, separators=(",", ":")))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.wire import SOCKETIO, TIDINGS
+from tidings.loadtest.wire import SOCKETIO, TIDINGS
 
 REPO = Path(__file__).resolve().parent.parent
 FD_LIMIT = 65536

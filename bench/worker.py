@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen
-from bench.fleet import Fleet, no_wrap, phases
-from bench.httpclient import HttpPool
-from bench.measure import rss_now
-from bench.procstat import raise_fd_limit
 from bench.profile import Profiler
 from bench.tokens import mint
-from bench.wsclient import Client, Endpoint, Tally, close_all, connect
+from tidings.loadtest.fleet import Fleet, no_wrap, phases
+from tidings.loadtest.httpclient import HttpPool
+from tidings.loadtest.measure import rss_now
+from tidings.loadtest.procstat import raise_fd_limit
+from tidings.loadtest.wsclient import Client, Endpoint, Tally, close_all, connect
 
 ADMIN = "bench-admin"
 

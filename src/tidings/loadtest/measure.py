@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.procstat import cpu_seconds, own_cpu_seconds, rss_bytes, run_delay_seconds
+from tidings.loadtest.procstat import cpu_seconds, own_cpu_seconds, rss_bytes, run_delay_seconds
 
 CDF_POINTS = 200
 """Quantiles kept per latency distribution for the CDF plot."""

@@ -16,11 +16,10 @@ from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from bench.httpclient import HttpClient
-from bench.measure import latency_summary, rss_now, snapshot, window
-from bench.tokens import subject
-from bench.wire import payload
-from bench.wsclient import Client, Connected, Endpoint, Tally, close_all, connect_many
+from tidings.loadtest.httpclient import HttpClient
+from tidings.loadtest.measure import Snapshot, latency_summary, rss_now, snapshot, window
+from tidings.loadtest.wire import payload, subject
+from tidings.loadtest.wsclient import Client, Connected, Endpoint, Tally, close_all, connect_many
 
 Around = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
 """Wraps each measured phase, given its name."""
@@ -47,6 +46,8 @@ class Fleet:
         self.drain_seconds = 3.0
         """How long a phase waits, after its window, for what is still in flight."""
         self.rng = random.Random(7)
+        self.first_error: dict[str, Any] | None = None
+        """The first error frame a send got (``None`` for a dropped connection)."""
 
     @classmethod
     async def open(
@@ -105,6 +106,30 @@ class Fleet:
             return self.rng.choice(hot if self.rng.random() < share else cold)
         return self.rng.choice(self.users)
 
+    def _failed(self, reply: dict[str, Any] | None) -> bool:
+        """Whether a send's answer (``None``: its connection dropped) is a failure."""
+        if reply is not None and reply.get("type") != "error":
+            return False
+        if self.first_error is None and reply is not None:
+            self.first_error = reply
+        return True
+
+    def _figures(
+        self, start: Snapshot, end: Snapshot, base: int, sent: int, acked: int, acks_in_window: int
+    ) -> dict[str, Any]:
+        """A phase's window (``start`` to ``end``), its sends, acks and deliveries since
+        ``base``, and the latencies recorded; called after the drain."""
+        result: dict[str, Any] = window(start, end)
+        seconds = result["seconds"]
+        result.update(
+            sent=sent,
+            acked=acked,
+            acks_per_second=acks_in_window / seconds if seconds else 0.0,
+            delivered_after_drain=self.tally.delivered - base,
+            latency=latency_summary(self.tally.latencies),
+        )
+        return result
+
     async def _drain(self, expected: int, limit: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
@@ -135,7 +160,7 @@ class Fleet:
 
                 def on_ack(reply: dict[str, Any] | None) -> None:
                     nonlocal acked, errors
-                    if reply is None or reply.get("type") == "error":
+                    if self._failed(reply):
                         errors += 1
                     else:
                         acked += 1
@@ -182,16 +207,8 @@ class Fleet:
         running = False
         tally.recording = False
         await self._drain(base + sent * self.copies, self.drain_seconds)
-        result: dict[str, Any] = window(start, end)
-        result.update(
-            via=via,
-            sent=sent,
-            acked=acked,
-            acks_per_second=acks_in_window / result["seconds"] if result["seconds"] else 0.0,
-            errors=errors,
-            delivered_after_drain=tally.delivered - base,
-            latency=latency_summary(tally.latencies),
-        )
+        result = {"via": via, **self._figures(start, end, base, sent, acked, acks_in_window)}
+        result["errors"] = errors
         await asyncio.sleep(0.2)
         return result
 
@@ -229,7 +246,7 @@ class Fleet:
 
         def on_ack(reply: dict[str, Any] | None) -> None:
             nonlocal acked, errors
-            if reply is None or reply.get("type") == "error":
+            if self._failed(reply):
                 errors += 1
             else:
                 acked += 1
@@ -262,19 +279,16 @@ class Fleet:
                 next_rss += rss_every
             await asyncio.sleep(0.001)
         end = snapshot(pid, tally.delivered)
+        acks_in_window = acked
         expected = base + (sent - to_stalled) * self.copies
         await self._drain(expected, self.drain_seconds)
         tally.recording = False
         rss.append((round(loop.time() - began, 2), rss_now(pid)))
-        result: dict[str, Any] = window(start, end)
-        result.update(
-            target_rate=rate,
-            sent=sent,
-            acked=acked,
-            errors=errors,
-            missing=max(0, expected - tally.delivered),
-            latency=latency_summary(tally.latencies),
-        )
+        result = {
+            "target_rate": rate,
+            **self._figures(start, end, base, sent, acked, acks_in_window),
+        }
+        result.update(errors=errors, missing=max(0, expected - tally.delivered))
         if stalled:
             for client in paused:
                 client.resume()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -22,12 +23,13 @@ from urllib.parse import quote, urlsplit
 import orjson
 from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.wire import SOCKETIO, TIDINGS
+from tidings.loadtest.wire import SOCKETIO, TIDINGS
 
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 LOOPBACK_SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 18))
 """Source addresses for loopback clients: each has its own ephemeral port range,
-so 20k connections to one server never make the kernel hunt for a free port."""
+so 20k connections to one server never make the kernel hunt for a free port.
+Linux only (elsewhere 127.0.0.2 and up are usually not configured)."""
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 AckCallback = Callable[[dict[str, Any] | None], None]
@@ -48,15 +50,22 @@ class Endpoint:
     dialect: str = TIDINGS
     server_pid: int | None = None
     """A local server's PID: its CPU time and RSS are then measured too."""
+    bearer: bool = False
+    """tidings dialect: send the token as ``Authorization: Bearer``, not in the
+    URL, so the proxies in front of a deployment never log it."""
 
     def url_for(self, token: str, *, since: int | None = None) -> str:
         if self.dialect == SOCKETIO:
             parts = urlsplit(self.ws_url)
             url = f"{parts.scheme}://{parts.netloc}{SOCKETIO_PATH}&token={quote(token)}"
+        elif self.bearer:
+            url = self.ws_url
         else:
             sep = "&" if "?" in self.ws_url else "?"
             url = f"{self.ws_url}{sep}token={quote(token)}"
-        return url if since is None else f"{url}&since={since}"
+        if since is None:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}since={since}"
 
 
 @dataclass(slots=True)
@@ -68,6 +77,8 @@ class Tally:
     recording: bool = False
     latencies: array[int] = field(default_factory=lambda: array("q"))
     """Nanoseconds from send to receipt, for sampled connections while recording."""
+    max_samples: int = 10_000_000
+    """At most this many latencies are kept (80 MB): a long run stays bounded in memory."""
     dropped: int = 0
     """Connections that closed while the run needed them."""
     errors: int = 0
@@ -166,7 +177,7 @@ class Client(WSListener):
         self.received += 1
         tally = self.tally
         tally.delivered += 1
-        if tally.recording:
+        if tally.recording and len(tally.latencies) < tally.max_samples:
             data = body.get("data")
             if isinstance(data, dict) and "ts" in data:
                 tally.latencies.append(time.monotonic_ns() - data["ts"])
@@ -268,6 +279,9 @@ async def connect(
         websocket_handshake_timeout=timeout,
         read_buffer_init_size=4096,
         socket_factory=_bound_socket(source) if source else None,
+        extra_headers={"Authorization": f"Bearer {token}"}
+        if endpoint.bearer and endpoint.dialect != SOCKETIO
+        else None,
     )
     assert isinstance(client, Client)
     await asyncio.wait_for(client.ready, timeout)
@@ -306,7 +320,8 @@ async def connect_many(
     cursor = 0
     give_up = loop.time() + deadline
     host = urlsplit(endpoint.ws_url).hostname or ""
-    sources = LOOPBACK_SOURCES if host == "127.0.0.1" or host == "localhost" else (None,)
+    loopback = sys.platform.startswith("linux") and host in ("127.0.0.1", "localhost")
+    sources = LOOPBACK_SOURCES if loopback else (None,)
 
     async def worker() -> None:
         nonlocal cursor

@@ -55,23 +55,6 @@ def rss_bytes(pid: int | None) -> int | None:
         return None
 
 
-def filesystem_of(path: str) -> str | None:
-    """The type of the file system holding ``path`` (ext4, tmpfs, ...), from /proc/mounts."""
-    try:
-        mounts = open("/proc/mounts").read().splitlines()  # noqa: SIM115
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    best, kind = "", None
-    for line in mounts:
-        fields = line.split()
-        if len(fields) < 3 or len(fields[1]) < len(best):
-            continue
-        if real == fields[1] or real.startswith(fields[1].rstrip("/") + "/"):
-            best, kind = fields[1], fields[2]
-    return kind
-
-
 def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (the load generator)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
