@@ -4,7 +4,8 @@ Publish: store (group commit; seq assigned in the transaction) -> broker ->
 every node's hub -> sockets. The ack is sent after the commit and the push.
 Catch-up: a connection with ``since`` joins the hub first (live frames are
 held by its cursor), then reads the store, then releases what was held, so
-nothing falls between the replay and the live stream.
+nothing falls between the replay and the live stream. Topics follow the same
+rules, in ``topic_sync``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from tidings.core.models import (
     Publication,
     PublishRequest,
     PublishResult,
-    StreamPage,
 )
 from tidings.core.protocol import (
     SendNotification,
@@ -41,16 +41,12 @@ from tidings.core.protocol import (
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
 from tidings.store.base import PAGE_LIMIT, Store
+from tidings.topic_sync import CLOSE_STORE_DOWN, TopicSync, drain
 
 log = logging.getLogger("tidings.node")
 
 PRUNE_EVERY = 60.0
 """Seconds between sweeps of expired idempotency keys."""
-
-COUNTS_CHUNK = 500
-"""Users whose counts one read gets, when a topic event goes to many."""
-CLOSE_STORE_DOWN = 1011
-"""Close code when a connection cannot be synced because the store is down."""
 
 
 def fingerprint(
@@ -87,6 +83,9 @@ class Node:
         self.encode = encode
         """Wraps an encoded frame for the transport (a WebSocket text frame)."""
         self.hub = Hub(encode=encode, on_gap=self._on_gap, on_topic_event=self._on_topic_event)
+        self.topics = TopicSync(
+            store, self.hub, encode=encode, spawn=self._spawn, gap_wait=gap_wait
+        )
         self.user_send = user_send
         self.gap_wait = gap_wait
         self.default_ttl_ms = int(default_ttl * 1000)
@@ -97,8 +96,6 @@ class Node:
         self._idle = asyncio.Event()
         self._idle.set()
         self._syncing: set[str] = set()
-        self._topic_syncing: set[tuple[str, str]] = set()
-        self._subscriptions_loaded: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.node_id = secrets.token_urlsafe(6)
         """Names this node among its peers; every connection id starts with it."""
@@ -323,29 +320,7 @@ class Node:
         await self._publish_events([Publication("", 0, payload, topic=topic)])
 
     def _on_topic_event(self, topic: str, payload: bytes, conns: list[Connection]) -> None:
-        if conns:
-            self._spawn(self._tell_subscribers(payload, conns))
-
-    async def _tell_subscribers(self, payload: bytes, conns: list[Connection]) -> None:
-        """Give each connected subscriber a topic event with their own counts
-        (read for all of them at once, a chunk at a time); without the store,
-        the event alone, which tells a client to read its counts again."""
-        by_user: dict[str, list[Connection]] = {}
-        for conn in conns:
-            by_user.setdefault(conn.user_id, []).append(conn)
-        event = orjson.loads(payload)
-        users = list(by_user)
-        for start in range(0, len(users), COUNTS_CHUNK):
-            chunk = users[start : start + COUNTS_CHUNK]
-            try:
-                counts = await self.store.counts_many(chunk)
-            except Unavailable as exc:
-                log.warning("cannot read counts", extra={"error": str(exc)})
-                counts = {}
-            for user in chunk:
-                found = counts.get(user)
-                own = orjson.dumps({**event, **found.to_json()}) if found else payload
-                self.hub.write(by_user[user], own)
+        self.topics.tell(topic, payload, conns)
 
     async def _publish_events(self, publications: list[Publication]) -> None:
         try:
@@ -354,91 +329,6 @@ class Node:
             for publication in publications:  # this node's connections at least
                 self.hub.deliver(publication)
             log.warning("broker publish failed", extra={"error": str(exc)})
-
-    async def _follow_topics(self, conn: Connection, replaying: bool) -> None:
-        """Load the user's subscriptions and deliver those topics to ``conn``."""
-        try:
-            subscribed = await self.store.subscriptions(conn.user_id)
-        except Unavailable as exc:
-            log.warning("cannot load subscriptions", extra={"conn": conn.id, "error": str(exc)})
-            subscribed = {EVERYONE: 0}
-        for topic, from_seq in subscribed.items():
-            cursor = conn.topics.get(topic)
-            if cursor is None:
-                self.hub.subscribe(conn, topic, StreamCursor(syncing=replaying))
-            elif cursor.last is not None and cursor.last < from_seq:
-                cursor.last = from_seq  # nothing before the subscription is the user's
-        for topic in [t for t in conn.topics if t not in subscribed]:
-            self.hub.unsubscribe(conn, topic)
-        if replaying:
-            self._subscriptions_loaded.add(conn.id)
-
-    async def _catch_up_topics(
-        self, conn: Connection, positions: dict[str, int]
-    ) -> tuple[dict[str, int], bool]:
-        """Replay each topic given a position; put the others at their head."""
-        for _ in range(2000):  # the subscriptions load in a task of their own
-            if conn.id in self._subscriptions_loaded or self.hub.get(conn.id) is not conn:
-                break
-            await asyncio.sleep(0.005)
-        self._subscriptions_loaded.discard(conn.id)
-        heads: dict[str, int] = {}
-        complete = True
-        for topic, cursor in list(conn.topics.items()):
-            if topic in positions:
-                page = await self._read_topic(conn, topic, cursor)
-                complete = complete and page.trimmed <= positions[topic]
-            else:
-                page = await self.store.read_topic(topic, after_seq=2**62, limit=1)
-                cursor.skip_to(page.head)
-            heads[topic] = page.head
-        return heads, complete
-
-    async def _read_topic(self, conn: Connection, topic: str, cursor: StreamCursor) -> StreamPage:
-        """Write a topic's stored frames after the cursor, up to its head."""
-        while True:
-            after = cursor.last if cursor.last is not None else 0
-            page = await self.store.read_topic(topic, after_seq=after)
-            for item in page.items:
-                if cursor.last is None or item.seq > cursor.last:
-                    conn.write_frame(self.encode(notification_frame(item)))
-                    cursor.delivered(item.seq)
-            if len(page.items) < PAGE_LIMIT:
-                cursor.skip_to(page.head)
-                return page
-            await self._drain(conn)
-
-    def _release_topics(self, conn: Connection) -> None:
-        """After caughtUp: write held topic frames; repair any topic still behind."""
-        for topic, cursor in list(conn.topics.items()):
-            frames, more = cursor.drain_held()
-            for frame in frames:
-                conn.write_frame(frame)
-            if more:
-                self._spawn(self.sync_topic(conn, topic))
-
-    async def sync_topic(self, conn: Connection, topic: str, *, wait: float = 0) -> None:
-        """Gap repair for one topic: wait for the missing frame, else read the store."""
-        key = (conn.id, topic)
-        self._topic_syncing.add(key)
-        try:
-            if wait:
-                await asyncio.sleep(wait)
-            while self.hub.get(conn.id) is conn:
-                cursor = conn.topics.get(topic)
-                if cursor is None:
-                    return
-                frames, more = cursor.drain_held()
-                for frame in frames:
-                    conn.write_frame(frame)
-                if not more:
-                    return
-                await self._read_topic(conn, topic, cursor)
-        except Unavailable as exc:
-            log.error("topic sync failed", extra={"conn": conn.id, "error": str(exc)})
-            conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
-        finally:
-            self._topic_syncing.discard(key)
 
     # -- catch-up and gap repair ---------------------------------------------
 
@@ -457,7 +347,7 @@ class Node:
         self.hub.add(conn)
         for hook in self.on_attach:
             hook(conn)
-        self._spawn(self._follow_topics(conn, replaying))
+        self._spawn(self.topics.follow(conn, replaying))
         if since is not None:
             self._spawn(self.sync(conn, since=since, topics=dict(topics or {})))
         elif not self.broker_up:
@@ -465,14 +355,13 @@ class Node:
 
     def detach(self, conn: Connection) -> None:
         self.hub.remove(conn)
-        self._subscriptions_loaded.discard(conn.id)
+        self.topics.forget(conn)
         for hook in self.on_detach:
             hook(conn)
 
     def _on_gap(self, conn: Connection, topic: str | None) -> None:
         if topic is not None:
-            if (conn.id, topic) not in self._topic_syncing:
-                self._spawn(self.sync_topic(conn, topic, wait=self.gap_wait))
+            self.topics.on_gap(conn, topic)
         elif conn.id not in self._syncing:
             self._spawn(self.sync(conn, wait=self.gap_wait))
 
@@ -518,17 +407,17 @@ class Node:
                         conn.write_frame(self.encode(notification_frame(item)))
                         cursor.delivered(item.seq)
                 if len(page.items) >= PAGE_LIMIT:
-                    await self._drain(conn)
+                    await drain(conn)
                     continue
                 cursor.skip_to(page.head)
                 if since is not None:
-                    heads, topics_complete = await self._catch_up_topics(conn, topics or {})
+                    heads, topics_complete = await self.topics.catch_up(conn, topics or {})
                     frame = caught_up_frame(
                         page.head, complete=complete and topics_complete, topics=heads
                     )
                     conn.write_frame(self.encode(frame))
                     since = None
-                    self._release_topics(conn)
+                    self.topics.release(conn)
                 frames, more = cursor.drain_held()
                 for frame in frames:
                     conn.write_frame(frame)
@@ -551,12 +440,6 @@ class Node:
         self._stale.discard(conn.id)
         conn.cursor.syncing = True
         return True
-
-    @staticmethod
-    async def _drain(conn: Connection) -> None:
-        drain = getattr(conn, "drain", None)
-        if drain is not None:
-            await drain()
 
     def _on_broker_state(self, up: bool) -> None:
         self.broker_up = up
@@ -602,38 +485,4 @@ class Node:
                     else:
                         conn.cursor.syncing = True
                         self._spawn(self.sync(conn))
-        await self._repair_topics()
-
-    async def _repair_topics(self) -> None:
-        """The same for topics: one head read per topic followed here, then a store
-        read for each connection whose cursor is behind it."""
-        for topic in {topic for conn in self.hub for topic in conn.topics}:
-            try:
-                page = await self.store.read_topic(topic, after_seq=2**62, limit=1)
-            except Unavailable as exc:
-                log.error("topic repair failed", extra={"topic": topic, "error": str(exc)})
-                return
-            for conn in self.hub:
-                cursor = conn.topics.get(topic)
-                if cursor is not None and cursor.last is not None and page.head > cursor.last:
-                    self._spawn(self._repair_topic(conn, topic))
-
-    async def _repair_topic(self, conn: Connection, topic: str) -> None:
-        key = (conn.id, topic)
-        cursor = conn.topics.get(topic)
-        if key in self._topic_syncing or cursor is None:
-            return  # a gap repair under way reads the store anyway
-        self._topic_syncing.add(key)
-        try:
-            cursor.syncing = True
-            await self._read_topic(conn, topic, cursor)
-            frames, more = cursor.drain_held()
-            for frame in frames:
-                conn.write_frame(frame)
-        except Unavailable as exc:
-            log.error("topic repair failed", extra={"conn": conn.id, "error": str(exc)})
-            more = False
-        finally:
-            self._topic_syncing.discard(key)
-        if more:
-            self._spawn(self.sync_topic(conn, topic))
+        await self.topics.repair_all()
