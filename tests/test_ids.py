@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import threading
 
 from tidings.core.ids import IdGenerator, encode, floor_id, timestamp_ms
@@ -49,3 +50,27 @@ def test_encoding_is_26_crockford_chars_and_floor_id_bounds_a_millisecond() -> N
     ulid = IdGenerator(clock_ms=lambda: 123_456).new()
     assert len(ulid) == 26
     assert floor_id(123_456) <= ulid < floor_id(123_457)
+
+
+def test_encoding_matches_five_bits_per_character() -> None:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    rng = random.Random(5)
+    for bits in (1, 5, 48, 80, 128):
+        value = rng.getrandbits(bits)
+        expected = "".join(alphabet[(value >> (5 * (25 - i))) & 31] for i in range(26))
+        assert encode(value) == expected
+    draws = iter([rng.getrandbits(80) for _ in range(3)])
+    clock = iter([1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001])
+    gen = IdGenerator(clock_ms=lambda: next(clock), random_bits=lambda: next(draws))
+    first, second, third = gen.new(), gen.new(), gen.new()
+    assert int_of(second) == int_of(first) + 1
+    assert timestamp_ms(third) == 1_700_000_000_001
+    assert first < second < third
+
+
+def int_of(ulid: str) -> int:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = 0
+    for char in ulid:
+        value = value * 32 + alphabet.index(char)
+    return value

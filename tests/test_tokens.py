@@ -43,3 +43,61 @@ def test_admin_claim_must_be_true_exactly() -> None:
         {"sub": "a", "exp": int(time.time()) + 60, "admin": "yes"}, SECRET, algorithm="HS256"
     )
     assert verify(SECRET, token).admin is False
+
+
+def test_tokens_of_other_shapes_still_verify() -> None:
+    now = int(time.time())
+    for claims, headers in [
+        ({"sub": "a", "exp": now + 60.5}, None),
+        ({"sub": "a", "exp": now + 60, "jti": "j1"}, None),
+        ({"sub": "a", "exp": now + 60}, {"kid": "k1"}),
+    ]:
+        token = jwt.encode(claims, SECRET, algorithm="HS256", headers=headers)
+        assert verify(SECRET, token) == Identity("a")
+
+
+def test_a_token_is_accepted_exactly_when_pyjwt_accepts_it() -> None:
+    now = int(time.time())
+    valid = mint(SECRET, "a", ttl_seconds=60)
+    tokens = [valid]
+    for claims in (
+        {"sub": "a", "exp": now - 3},
+        {"sub": "a", "exp": now - 6},
+        {"sub": "a", "exp": now + 60, "iat": now + 3},
+        {"sub": "a", "exp": now + 60, "iat": now + 30},
+        {"sub": "a", "exp": now + 60, "nbf": now + 30},
+        {"sub": "a", "exp": True},
+        {"sub": 7, "exp": now + 60},
+        {"sub": "a", "exp": now + 60, "aud": "x"},
+    ):
+        tokens.append(jwt.encode(claims, SECRET, algorithm="HS256"))
+    head, body, signature = valid.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    same_bits = alphabet[alphabet.index(signature[-1]) ^ 1]  # decodes to the same bytes
+    tokens += [
+        f"{head}.{body}.{signature[:-1]}{same_bits}",
+        f"{head}.{body}.{signature[:-2]}AA",
+        f"{head}.{body}x.{signature}",
+        f"{head}.{body}.{signature}=",
+        f"{head}.{body}",
+        f"{head}.{body}.{signature}.{signature}",
+        f"{head}.{body}.",
+        "a.b.c",
+        "",
+    ]
+    for token in tokens:
+        try:
+            jwt.decode(
+                token, SECRET, algorithms=["HS256"], options={"require": ["sub", "exp"]}, leeway=5
+            )
+        except jwt.InvalidTokenError:
+            expected = False
+        else:
+            expected = True
+        try:
+            verify(SECRET, token)
+        except AuthError:
+            accepted = False
+        else:
+            accepted = True
+        assert accepted == expected, token

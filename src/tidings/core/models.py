@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +12,14 @@ JSONObject = dict[str, Any]
 
 def iso_ms(ms: int) -> str:
     """Unix milliseconds as the wire's timestamp, e.g. ``2026-11-27T10:00:00.123Z``."""
-    stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    seconds, millis = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso_second(seconds: int) -> str:
+    """``2026-11-27T10:00:00``: the same for every notification of that second."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
 
 
 @dataclass(frozen=True, slots=True)

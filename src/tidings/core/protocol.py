@@ -89,7 +89,7 @@ def parse_client_frame(raw: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Cli
     request_id = body.get("requestId")
     if request_id is not None and (
         isinstance(request_id, bool)
-        or not isinstance(request_id, str | int)
+        or not isinstance(request_id, (str, int))
         or (isinstance(request_id, str) and len(request_id) > limits.max_key_chars)
     ):
         raise BadRequest(f"requestId must be a string or an integer, got {request_id!r:.60}")
@@ -133,7 +133,8 @@ def _send_notification(body: JSONObject, request_id: Any, limits: Limits) -> Sen
             request_id=request_id,
         )
     try:
-        tags = check_tags(body.get("tags") or [])
+        raw_tags = body.get("tags")
+        tags = check_tags(raw_tags) if raw_tags else ()
     except BadRequest as exc:
         raise BadRequest(exc.message, request_id=request_id) from None
     return SendNotification(user_id, message, data, request_id, key, tags)

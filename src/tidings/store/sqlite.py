@@ -175,24 +175,14 @@ class SQLiteStore:
                 continue
             data = orjson.dumps(request.data).decode() if request.data is not None else None
             tags = orjson.dumps(request.tags).decode() if request.tags else None
+            # One row per recipient, built straight from the request's fields.
             seqs = []
+            fields = (request.id, request.sender, request.message, data, request.created_at, tags)
             for user in request.recipients:
                 seq = heads[user] = heads.get(user, 0) + 1
                 added[user] = added.get(user, 0) + 1
                 seqs.append((user, seq))
-                rows.append(
-                    (
-                        user,
-                        seq,
-                        request.id,
-                        request.sender,
-                        request.message,
-                        data,
-                        request.created_at,
-                        tags,
-                        request.expires_at,
-                    )
-                )
+                rows.append((user, seq, *fields, request.expires_at))
             if request.topic is not None:
                 topic = request.topic
                 if topic not in topic_heads:
@@ -215,7 +205,7 @@ class SQLiteStore:
                 stored: tuple[Notification, ...] = (request.topic_notification(topic_seq),)
             else:
                 topic_seq = 0
-                stored = tuple(request.notification_for(u, s) for u, s in seqs)
+                stored = tuple([request.notification_for(u, s) for u, s in seqs])
             result = PublishResult(
                 id=request.id,
                 seqs=tuple(seqs),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import resource
 import signal
@@ -33,6 +34,9 @@ from tidings.web.runtime import Runtime
 from tidings.web.ws import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT, WebSocketConnection
 
 log = logging.getLogger("tidings.server")
+
+GC_THRESHOLD = 10_000
+"""Net new container objects between young collections (CPython's default: 700)."""
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -115,6 +119,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         server_header=False,
     )
     server = TidingsServer(config, runtime)
+    tune_gc()
     host, port = sock.getsockname()[:2]
     log.info(
         "tidings listening",
@@ -135,6 +140,23 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         await cluster.stop()
         await node.stop()
         log.info("stopped")
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot paths of a long-running server.
+
+    Everything alive once started (modules, the app, the settings) lives as
+    long as the process: frozen, full collections no longer walk it. A young
+    collection every 700 net allocations (the default) keeps promoting
+    objects still in use (a new connection's dozen objects, sends awaiting
+    their commit), and the old generation growing that way triggers full
+    collections that walk every open connection again: seven of about 90 ms
+    each while 10,000 clients connect. Garbage without reference cycles is
+    freed by reference counting either way.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def raise_fd_limit() -> int:

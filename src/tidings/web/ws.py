@@ -1,24 +1,34 @@
 """The WebSocket transport: an asyncio protocol that uvicorn hands upgrades to.
 
 uvicorn parses HTTP and, on ``Upgrade: websocket``, gives this class the
-socket and the request bytes. The handshake and incoming frames go through
-python-websockets' sans-I/O ``ServerProtocol``; outgoing notification frames
-bypass it: the hub writes ready-made bytes straight to the transport. Each
-client message becomes at most one small task (a send awaiting its commit).
+socket and the request bytes. A plain, valid upgrade request (what clients
+send) is answered here with a prebuilt response; any other request goes
+through python-websockets' sans-I/O ``ServerProtocol``, which validates it and
+answers with its own errors. Incoming frames go through ``ServerProtocol``
+too; outgoing notification frames bypass it: the hub writes ready-made bytes
+straight to the transport. Each client message becomes at most one small
+task (a send awaiting its commit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import email.utils
+import functools
 import logging
+import re
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.utils import accept_key
 
 from tidings.core.cursor import StreamCursor
 from tidings.core.errors import AuthError, BadRequest, ProtocolError, TidingsError
@@ -72,7 +82,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.runtime = runtime
         self.node = runtime.node
         self.server_state = server_state
-        self.ws = ServerProtocol(max_size=runtime.settings.max_frame_bytes, logger=_protocol_log)
+        self.ws: ServerProtocol | None = None
+        """Created with the first bytes: already open after a plain handshake."""
         self.transport: asyncio.Transport | None = None
         self.id = self.node.new_connection_id()
         self.user_id = ""
@@ -91,6 +102,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.source_ip = ""
         self.user_agent = ""
         self._fragments: list[bytes] = []
+        self._pending: list[bytes] | None = None
+        """Frames waiting for the end of this loop iteration (after a reply), in order."""
         self._inflight = 0
         self._reading_paused = False
         self._writable: asyncio.Event | None = None
@@ -110,6 +123,10 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_seen = self.loop.time()
         ws = self.ws
+        if ws is None:
+            if self._plain_handshake(data):
+                return
+            ws = self.ws = self._protocol(State.CONNECTING)
         ws.receive_data(data)
         for event in ws.events_received():
             if isinstance(event, Request):
@@ -119,8 +136,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
-        self.ws.receive_eof()
-        self._flush()
+        if self.ws is not None:
+            self.ws.receive_eof()
+            self._flush()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -133,7 +151,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self.open:
             self.open = False
             self.node.detach(self)
-            close = self.ws.close_rcvd or self.ws.close_sent
+            close = (self.ws.close_rcvd or self.ws.close_sent) if self.ws is not None else None
             log.info(
                 "disconnected",
                 extra={
@@ -157,9 +175,45 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- handshake -----------------------------------------------------------
 
+    def _protocol(self, state: State) -> ServerProtocol:
+        return ServerProtocol(
+            state=state, max_size=self.runtime.settings.max_frame_bytes, logger=_protocol_log
+        )
+
+    def _plain_handshake(self, data: bytes) -> bool:
+        """Answer a plain upgrade request here; False: leave it to ``ServerProtocol``.
+
+        Same checks and same response as python-websockets (no extension or
+        subprotocol is ever negotiated), without parsing the request a second
+        time in Python, building response objects or formatting the date for
+        each client. A refused handshake is answered as on the other path.
+        """
+        gateway = self.runtime.gateway
+        if gateway is not None and gateway.active:
+            return False
+        request = _plain_upgrade(data)
+        if request is None:
+            return False
+        path, headers = request
+        try:
+            identity, since, topics = self._authenticate(path, headers)
+        except HandshakeRefused as refusal:
+            self.ws = self._protocol(State.CONNECTING)
+            self._refuse(refusal.status, refusal.text)
+            return True
+        assert self.transport is not None
+        self.ws = self._protocol(State.OPEN)
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+            % (_http_date(int(time.time())), accept_key(headers["sec-websocket-key"]).encode())
+        )
+        self._open(identity, since, topics, headers.get("user-agent", ""))
+        return True
+
     def _handshake(self, request: Request) -> None:
         try:
-            identity, since, topics = self._authenticate(request)
+            identity, since, topics = self._authenticate(request.path, request.headers)
         except HandshakeRefused as refusal:
             self._refuse(refusal.status, refusal.text)
             return
@@ -181,24 +235,39 @@ class WebSocketConnection(asyncio.Protocol):
             "handshake refused",
             extra={"conn": self.id, "status": status, "reason": text, "peer": self.peer},
         )
-        response = self.ws.reject(status, text + "\n")
+        ws = self.ws
+        assert ws is not None
+        response = ws.reject(status, text + "\n")
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="tidings"'
-        self.ws.send_response(response)
+        ws.send_response(response)
         self._flush()
 
     def _accept(
         self, request: Request, identity: Identity, since: int | None, topics: dict[str, int] | None
     ) -> bool:
         """Complete the handshake; whether the connection is now open."""
-        response = self.ws.accept(request)
-        self.ws.send_response(response)
+        ws = self.ws
+        assert ws is not None
+        response = ws.accept(request)
+        ws.send_response(response)
         if response.status_code != 101:
             self._flush()
             return False
+        self._open(identity, since, topics, request.headers.get("User-Agent", ""))
+        return True
+
+    def _open(
+        self,
+        identity: Identity,
+        since: int | None,
+        topics: dict[str, int] | None,
+        user_agent: str,
+    ) -> None:
+        """The handshake response is on its way: join the node."""
         self.identity = identity
         self.user_id = identity.user_id
-        self.user_agent = request.headers.get("User-Agent", "")
+        self.user_agent = user_agent
         self.open = True
         self.cursor = StreamCursor(since, syncing=since is not None)
         self._flush()
@@ -207,23 +276,25 @@ class WebSocketConnection(asyncio.Protocol):
             extra={"conn": self.id, "user": self.user_id, "since": since, "peer": self.peer},
         )
         self.node.attach(self, since, topics)
-        return True
 
-    def _authenticate(self, request: Request) -> tuple[Identity, int | None, dict[str, int] | None]:
+    def _authenticate(
+        self, path: str, headers: Mapping[str, str]
+    ) -> tuple[Identity, int | None, dict[str, int] | None]:
+        """Who connects, and from where to replay; ``headers`` answer lower-case names."""
         settings = self.runtime.settings
-        url = urlsplit(request.path)
+        url = urlsplit(path)
         gateway = self.runtime.gateway
         if url.path.rstrip("/") != WS_PATH and not (gateway and gateway.serves_websocket(url.path)):
             raise HandshakeRefused(404, f"no WebSocket endpoint at {url.path!r}; use {WS_PATH}")
         if self.node.draining:
             raise HandshakeRefused(503, "server is draining; reconnect to another node")
-        origin = request.headers.get("Origin")
+        origin = headers.get("origin")
         allowed = settings.allowed_origins
         if allowed and origin is not None and origin not in allowed and "*" not in allowed:
             raise HandshakeRefused(403, f"origin {origin!r} is not allowed")
         query = parse_qs(url.query)
         token = _first(query, "token")
-        header = request.headers.get("Authorization")
+        header = headers.get("authorization")
         if token is None and header and header.lower().startswith("bearer "):
             token = header[7:].strip()
         if token is not None:
@@ -331,14 +402,44 @@ class WebSocketConnection(asyncio.Protocol):
     # -- frames out ----------------------------------------------------------
 
     def send(self, payload: bytes) -> None:
-        """Send one encoded JSON frame to this connection only."""
-        self.write_frame(text_frame(payload))
+        """Send one encoded JSON frame (a reply) to this connection only.
+
+        Replies go out at the end of the loop iteration, all in one write: a
+        group commit acks many sends at once, and a client with several in
+        flight then gets their acks together. Frames written meanwhile queue
+        behind them, so the order of frames never changes.
+        """
+        if self.transport is None or not self.open or self.closing:
+            return
+        frame = text_frame(payload)
+        if self._pending is None:
+            self._pending = [frame]
+            self.loop.call_soon(self._write_pending)
+        else:
+            self._pending.append(frame)
 
     def write_frame(self, frame: bytes) -> None:
         transport = self.transport
         if transport is None or not self.open or self.closing:
             return
+        if self._pending is not None:
+            self._pending.append(frame)
+            return
         transport.write(frame)
+        self._check_backlog(transport)
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        self._check_backlog(transport)
+
+    def _check_backlog(self, transport: asyncio.Transport) -> None:
         if transport.get_write_buffer_size() > self.runtime.settings.send_buffer_limit:
             log.warning("slow consumer disconnected", extra={"conn": self.id, "user": self.user_id})
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send buffer limit exceeded")
@@ -362,9 +463,12 @@ class WebSocketConnection(asyncio.Protocol):
         """Start the closing handshake; drop the socket if the client does not answer."""
         if not self.open or self.closing:
             return
+        self._write_pending()
+        if self.closing:  # the backlog was too big: closing already
+            return
         self.closing = True
         self.node.detach(self)
-        if self.ws.state is State.OPEN:
+        if self.ws is not None and self.ws.state is State.OPEN:
             self.ws.send_close(code, reason)
         self._flush()
         if self.transport is not None and not self.transport.is_closing():
@@ -386,19 +490,84 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         transport = self.transport
-        if transport is None:
+        ws = self.ws
+        if transport is None or ws is None:
             return
-        if self.open and not self.closing and self.ws.state is not State.OPEN:
+        self._write_pending()
+        if self.open and not self.closing and ws.state is not State.OPEN:
             # The protocol closed on its own (client close, 1009, protocol error).
             self.closing = True
             self.node.detach(self)
-        for data in self.ws.data_to_send():
+        for data in ws.data_to_send():
             if data:
                 transport.write(data)
             else:
                 transport.close()
-        if self.ws.close_expected() and self._close_timer is None:
+        if ws.close_expected() and self._close_timer is None:
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
+
+
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_HEADER_LINE = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[\t\x20-\x7e]*")
+
+
+def _plain_upgrade(data: bytes) -> tuple[str, dict[str, str]] | None:
+    """Path and headers (lower-case names) of a plain WebSocket upgrade, or None.
+
+    Plain: one complete ``GET ... HTTP/1.1`` request in ASCII, each header at
+    most once, ``Upgrade: websocket``, ``Connection`` listing ``upgrade``,
+    version 13, a key of 16 bytes in base64, no body and no subprotocol asked
+    for. python-websockets accepts all of these; anything else (including
+    what it refuses, with its own error response) returns None.
+    """
+    if not data.endswith(b"\r\n\r\n"):
+        return None
+    try:
+        lines = data[:-4].decode("ascii").split("\r\n")
+    except UnicodeDecodeError:
+        return None
+    method, _, target = lines[0].partition(" ")
+    path, _, protocol = target.partition(" ")
+    if (
+        method != "GET"
+        or protocol != "HTTP/1.1"
+        or not path
+        or len(lines[0]) > MAX_LINE_LENGTH
+        or len(lines) > MAX_NUM_HEADERS + 1
+    ):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if len(line) > MAX_LINE_LENGTH or not _HEADER_LINE.fullmatch(line):
+            return None
+        name, _, value = line.partition(":")
+        name = name.lower()
+        if name in headers:
+            return None
+        headers[name] = value.strip(" \t")
+    options = [option.strip(" \t") for option in headers.get("connection", "").split(",")]
+    if (
+        headers.get("upgrade", "").lower() != "websocket"
+        or not all(_TOKEN.fullmatch(option) for option in options)
+        or "upgrade" not in (option.lower() for option in options)
+        or headers.get("sec-websocket-version") != "13"
+        or headers.get("content-length", "0") != "0"
+        or "transfer-encoding" in headers
+        or "sec-websocket-protocol" in headers
+    ):
+        return None
+    try:
+        if len(base64.b64decode(headers.get("sec-websocket-key", ""), validate=True)) != 16:
+            return None
+    except binascii.Error:
+        return None
+    return path, headers
+
+
+@functools.lru_cache(maxsize=2)
+def _http_date(second: int) -> bytes:
+    """The ``Date`` header value for a Unix second (the same for every client in it)."""
+    return email.utils.formatdate(second, usegmt=True).encode()
 
 
 def _positions(raw: str | None) -> dict[str, int] | None:
