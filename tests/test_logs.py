@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import orjson
+import pytest
 
 from tests.server import ServerProcess
 from tidings.logs import JsonFormatter, redact
@@ -48,3 +50,18 @@ async def test_no_token_reaches_the_server_log(server: ServerProcess) -> None:
     assert '"user":"alice"' in text
     assert token not in text and bad not in text
     assert token.split(".")[2] not in text
+
+
+def test_a_long_garbage_collection_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from tidings.web import server
+
+    with caplog.at_level(logging.WARNING, logger="tidings.server"):
+        server._log_long_pause("start", {"generation": 2})
+        server._log_long_pause("stop", {"generation": 2, "collected": 3})
+        assert not caplog.records  # microseconds: nothing to say
+        server._log_long_pause("start", {"generation": 2})
+        time.sleep(server.GC_PAUSE_LOGGED + 0.01)
+        server._log_long_pause("stop", {"generation": 2, "collected": 3})
+    [record] = caplog.records
+    assert record.getMessage() == "long garbage collection"
+    assert record.generation == 2 and record.ms >= server.GC_PAUSE_LOGGED * 1000  # type: ignore[attr-defined]

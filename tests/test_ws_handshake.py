@@ -86,3 +86,13 @@ async def test_both_paths_give_the_same_answers(server: ServerProcess) -> None:
         slow_answer = await _exchange(server.port, refused.replace("user-agent: test", slow))
         assert fast_answer[0].startswith(f"HTTP/1.1 {status} ")
         assert fast_answer == slow_answer
+
+
+async def test_a_header_given_twice_is_a_bad_request(server: ServerProcess) -> None:
+    """Two Origin (or Authorization) headers take python-websockets' path, and
+    get a 400 there instead of no answer at all."""
+    for header in ("Origin: https://a.example", f"Authorization: Bearer {server.token('al')}"):
+        twice = PLAIN.replace("user-agent: test", f"user-agent: test\r\n{header}\r\n{header}")
+        status, _, body = await _exchange(server.port, twice)
+        assert status.startswith("HTTP/1.1 400 "), (header, status)
+        assert b"more than one" in body

@@ -15,6 +15,7 @@ import logging
 import resource
 import signal
 import socket
+import time
 from types import FrameType
 
 import uvicorn
@@ -157,6 +158,32 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    gc.callbacks.append(_log_long_pause)
+
+
+GC_PAUSE_LOGGED = 0.05
+"""A collection longer than this (seconds) is logged: it delays every frame."""
+
+_gc_started = 0.0
+
+
+def _log_long_pause(phase: str, info: dict[str, int]) -> None:
+    """Log a collection that stopped the event loop for long (whole-heap ones
+    grow with the number of open connections)."""
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    paused = time.perf_counter() - _gc_started
+    if paused >= GC_PAUSE_LOGGED:
+        log.warning(
+            "long garbage collection",
+            extra={
+                "ms": round(paused * 1000, 1),
+                "generation": info.get("generation"),
+                "collected": info.get("collected"),
+            },
+        )
 
 
 def raise_fd_limit() -> int:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from websockets.datastructures import MultipleValuesError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
 from websockets.protocol import State
@@ -288,13 +289,13 @@ class WebSocketConnection(asyncio.Protocol):
             raise HandshakeRefused(404, f"no WebSocket endpoint at {url.path!r}; use {WS_PATH}")
         if self.node.draining:
             raise HandshakeRefused(503, "server is draining; reconnect to another node")
-        origin = headers.get("origin")
+        origin = _one_header(headers, "origin")
         allowed = settings.allowed_origins
         if allowed and origin is not None and origin not in allowed and "*" not in allowed:
             raise HandshakeRefused(403, f"origin {origin!r} is not allowed")
         query = parse_qs(url.query)
         token = _first(query, "token")
-        header = headers.get("authorization")
+        header = _one_header(headers, "authorization")
         if token is None and header and header.lower().startswith("bearer "):
             token = header[7:].strip()
         if token is not None:
@@ -587,6 +588,14 @@ def _positions(raw: str | None) -> dict[str, int] | None:
     if len(positions) > 100:
         raise HandshakeRefused(400, "topics: at most 100 topics")
     return positions
+
+
+def _one_header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header that may appear once; twice is a bad request, not a crash."""
+    try:
+        return headers.get(name)
+    except MultipleValuesError:
+        raise HandshakeRefused(400, f"more than one {name.title()} header") from None
 
 
 def _first(query: dict[str, list[str]], name: str) -> str | None:
