@@ -105,6 +105,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._pending: list[bytes] | None = None
         """Frames waiting for the end of this loop iteration (after a reply), in order."""
+        self._buffer_limit = runtime.settings.send_buffer_limit
+        """Bytes the transport may hold for this client before it counts as slow."""
         self._inflight = 0
         self._reading_paused = False
         self._writable: asyncio.Event | None = None
@@ -427,7 +429,8 @@ class WebSocketConnection(asyncio.Protocol):
             self._pending.append(frame)
             return
         transport.write(frame)
-        self._check_backlog(transport)
+        if transport.get_write_buffer_size() > self._buffer_limit:  # inline: per delivery
+            self._slow_consumer()
 
     def _write_pending(self) -> None:
         pending = self._pending
@@ -441,9 +444,12 @@ class WebSocketConnection(asyncio.Protocol):
         self._check_backlog(transport)
 
     def _check_backlog(self, transport: asyncio.Transport) -> None:
-        if transport.get_write_buffer_size() > self.runtime.settings.send_buffer_limit:
-            log.warning("slow consumer disconnected", extra={"conn": self.id, "user": self.user_id})
-            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send buffer limit exceeded")
+        if transport.get_write_buffer_size() > self._buffer_limit:
+            self._slow_consumer()
+
+    def _slow_consumer(self) -> None:
+        log.warning("slow consumer disconnected", extra={"conn": self.id, "user": self.user_id})
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send buffer limit exceeded")
 
     @property
     def last_active(self) -> float:
