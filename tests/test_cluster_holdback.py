@@ -270,3 +270,25 @@ async def test_inbox_changes_reach_local_connections_while_the_broker_is_down(
     await node.mark("bob", Mark("read", ids=(page.items[0].id,)))
     changes = [f for f in conn.frames if f["type"] == "inbox"]
     assert changes and changes[-1]["unread"] == 0
+
+
+async def test_an_outage_remembers_a_bounded_number_of_streams(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap, a stream's latest frame is not kept for the broker's return;
+    it is stored and delivered here all the same."""
+    from tidings import node as node_module
+
+    monkeypatch.setattr(node_module, "MAX_UNSENT", 3)
+    conns = [await connected(node, f"u{i}", since=None, conn_id=f"c{i}") for i in range(5)]
+    broker = broker_of(node)
+    broker.set_down(True)
+    await asyncio.sleep(0.02)
+    for i in range(5):
+        await node.publish([f"u{i}"], "first")
+        await node.publish([f"u{i}"], "second")
+    assert all(conn.seqs == [1, 2] for conn in conns)
+    broker.set_down(False)
+    await asyncio.sleep(0.05)
+    resent = [(p.user_id, p.seq) for p in broker.sent]
+    assert sorted(resent) == [("u0", 2), ("u1", 2), ("u2", 2)]

@@ -48,6 +48,9 @@ log = logging.getLogger("tidings.node")
 PRUNE_EVERY = 60.0
 """Seconds between sweeps of expired idempotency keys."""
 
+MAX_UNSENT = 100_000
+"""Streams whose latest publication a node keeps through a broker outage."""
+
 
 def fingerprint(
     recipients: Sequence[str],
@@ -107,6 +110,7 @@ class Node:
         self._unsent: dict[tuple[str, str | None], Publication] = {}
         """Per user (or topic), the latest publication the broker could not send; sent
         when it is back."""
+        self._unsent_full = False
 
     async def start(self) -> None:
         await self.store.open()
@@ -216,17 +220,34 @@ class Node:
             log.warning("broker publish failed", extra={"error": str(exc)})
             for publication in publications:
                 self.hub.deliver(publication)
-                self._unsent[(publication.user_id, publication.topic)] = publication
+                self._keep_unsent(publication)
         else:
             if self._unsent:
                 self._spawn(self._resend())
 
+    def _keep_unsent(self, publication: Publication) -> None:
+        """Remember the latest publication per stream for when the broker is back.
+
+        Bounded: past ``MAX_UNSENT`` streams, new ones are not remembered. Their
+        frames are stored all the same; another node's connection finds the
+        jump at its next frame (or its own repair after the outage) and reads
+        the store. Only how soon it notices depends on this.
+        """
+        key = (publication.user_id, publication.topic)
+        if key in self._unsent or len(self._unsent) < MAX_UNSENT:
+            self._unsent[key] = publication
+        elif not self._unsent_full:
+            self._unsent_full = True
+            log.warning("unsent publications at their cap", extra={"count": MAX_UNSENT})
+
     async def _resend(self) -> None:
         unsent, self._unsent = self._unsent, {}
+        self._unsent_full = False
         try:
             await self.broker.publish(list(unsent.values()))
         except Unavailable:
-            self._unsent = {**unsent, **self._unsent}
+            for publication in unsent.values():  # older than what came meanwhile
+                self._unsent.setdefault((publication.user_id, publication.topic), publication)
 
     # -- inbox changes -------------------------------------------------------
 
