@@ -46,6 +46,15 @@ def test_bad_flag_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
+def test_a_bad_proxy_address_is_one_line(tmp_path: Path) -> None:
+    out = tidings("serve", "--data-dir", str(tmp_path), "--forwarded-allow-ips", "10.0.0.1,lb")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1, out.stderr
+    assert lines[0] == (
+        "tidings: error: --forwarded-allow-ips: 'lb' is not an IP address or network"
+    )
+
+
 def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -160,6 +160,13 @@ def cli() -> None:
     **_env("ALLOWED_ORIGINS"),
 )
 @click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    help="Comma-separated proxy addresses or networks whose X-Forwarded-For names the "
+    "client (HTTP API and WebSocket sourceIp); '*': any.",
+    **_env("FORWARDED_ALLOW_IPS"),
+)
+@click.option(
     "--default-ttl",
     default=0.0,
     type=click.FloatRange(0),
@@ -213,6 +220,9 @@ def serve(**options: Any) -> None:
         max_connections_per_user=options["max_connections_per_user"],
         allowed_origins=tuple(
             o.strip() for o in options["allowed_origins"].split(",") if o.strip()
+        ),
+        forwarded_allow_ips=tuple(
+            ip.strip() for ip in options["forwarded_allow_ips"].split(",") if ip.strip()
         ),
         default_ttl=options["default_ttl"],
         sweep_interval=options["sweep_interval"],

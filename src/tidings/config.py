@@ -16,6 +16,7 @@ from pathlib import Path
 from tidings.aws.settings import GatewaySettings
 from tidings.core.errors import ConfigError
 from tidings.core.protocol import Limits
+from tidings.web.forwarded import TrustedProxies
 
 MIN_SECRET_CHARS = 32
 """HS256 wants a key of at least 256 bits (RFC 7518, section 3.2)."""
@@ -62,6 +63,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed for the HTTP API (CORS) and WebSocket handshakes;
     empty: no CORS, any origin may open a WebSocket ("*": any origin, with CORS)."""
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    """Proxies (addresses or networks, "*": any) whose X-Forwarded-For names the client."""
     default_ttl: float = 0
     """Seconds a notification is kept when published without ``expiresAt``; 0: forever."""
     sweep_interval: float = 1.0
@@ -95,6 +98,7 @@ class Settings:
         for name in ("ping_interval", "ping_timeout", "drain_grace"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+        TrustedProxies(self.forwarded_allow_ips)  # refuses what is not an address
 
     def resolve_secret(self) -> str:
         """The explicit secret, or the data directory's (created on first use)."""

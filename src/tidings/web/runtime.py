@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from tidings.config import Settings
 from tidings.node import Node
+from tidings.web.forwarded import TrustedProxies
 
 if TYPE_CHECKING:
     from tidings.aws.gateway import Gateway
@@ -21,6 +22,11 @@ class Runtime:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     gateway: Gateway | None = None
     """API Gateway routes and stage paths (``tidings.aws``); set by the server at start."""
+    proxies: TrustedProxies = field(init=False)
+    """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
+
+    def __post_init__(self) -> None:
+        self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it ends."""

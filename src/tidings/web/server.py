@@ -117,6 +117,8 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         log_config=None,
         access_log=True,
         timeout_graceful_shutdown=int(CLOSE_TIMEOUT) + 1,
+        proxy_headers=True,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         server_header=False,
     )
     server = TidingsServer(config, runtime)

@@ -291,6 +291,11 @@ class WebSocketConnection(asyncio.Protocol):
             raise HandshakeRefused(404, f"no WebSocket endpoint at {url.path!r}; use {WS_PATH}")
         if self.node.draining:
             raise HandshakeRefused(503, "server is draining; reconnect to another node")
+        forwarded = headers.get_all("x-forwarded-for") if hasattr(headers, "get_all") else []
+        self.source_ip = self.runtime.proxies.client(
+            self.source_ip,
+            ", ".join(forwarded) if forwarded else headers.get("x-forwarded-for"),
+        )
         origin = _one_header(headers, "origin")
         allowed = settings.allowed_origins
         if allowed and origin is not None and origin not in allowed and "*" not in allowed:
