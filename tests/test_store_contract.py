@@ -12,25 +12,20 @@ from typing import Any
 
 import pytest
 
+from tests.inbox_contract import InboxContract, assert_counts, concurrent_changes, walk
 from tests.server import free_port
 from tests.services import require_driver, require_postgres, with_query
 from tests.store_contract import (
-    InboxContract,
     MakeStore,
     StoreContract,
-    TopicContract,
     append_all,
-    assert_counts,
-    concurrent_changes,
-    concurrent_topic_changes,
     now_ms,
     publish,
     read_all,
-    read_topic_all,
     request,
     seqs_of,
-    walk,
 )
+from tests.topic_contract import TopicContract, concurrent_topic_changes, read_topic_all
 from tests.topic_counts_contract import UNDO_TOPIC_COUNTERS, TopicCountsContract, topic_history
 from tidings.core.errors import ConfigError, Unavailable
 from tidings.core.inbox import EVERYONE, Mark

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import random
 
-from tests.store_contract import _MARKS, Inbox, Item, assert_counts, now_ms, publish, request, walk
+from tests.inbox_contract import _MARKS, Inbox, Item, assert_counts, walk
+from tests.store_contract import now_ms, publish, request
 from tidings.core.inbox import EVERYONE, InboxFilter, Mark
 from tidings.core.models import Counts, PublishRequest
 from tidings.store.base import Store

@@ -1,6 +1,7 @@
 """The store interface: durable per-user streams.
 
-Guarantees every backend gives (tests/store_contract.py checks them):
+Guarantees every backend gives (tests/store_contract.py and the inbox and
+topic contracts beside it check them):
 
 - ``append`` is atomic per request and durable when it returns: an ack sent
   after it survives a crash (with the default durability).
