@@ -214,3 +214,33 @@ def test_publisher_is_idempotent_and_reports_errors(server: ServerProcess) -> No
     assert (info.value.code, info.value.status) == ("forbidden", 403)
     with pytest.raises(Unauthorized), Publisher(server.url, "bad") as p:
         p.publish("alice", "bad token")
+
+
+async def test_publisher_broadcasts_to_a_topic_with_tags_and_expiry(server: ServerProcess) -> None:
+    """``broadcast`` stores one item in the topic and every subscriber has it,
+    with the tags and expiry given; ``publish`` carries them to users too."""
+    import httpx
+
+    admin = {"Authorization": f"Bearer {server.token('ops', admin=True)}"}
+    soon = "2999-01-01T00:00:00Z"
+    async with httpx.AsyncClient(base_url=server.url, headers=admin) as http:
+        for user in ("ann", "ben"):
+            put = await http.put(f"/v1/topics/news/subscribers/{user}")
+            assert put.status_code == 200, put.text
+        async with AsyncPublisher(server.url, server.token("ops", admin=True)) as publisher:
+            sent = await publisher.broadcast("launch", topic="news", tags=["product"])
+            again = await publisher.publish("ann", "personal", expires_at=soon, tags=["x"])
+        assert sent["topic"] == "news" and sent["seq"] == 1 and sent["recipients"] == []
+        assert [r["userId"] for r in again["recipients"]] == ["ann"]
+        for user in ("ann", "ben"):
+            items = (await http.get(f"/v1/users/{user}/inbox")).json()["items"]
+            launch = next(i for i in items if i["message"] == "launch")
+            assert launch["notificationId"] == sent["notificationId"] and launch["tags"] == [
+                "product"
+            ]
+        ann = (await http.get("/v1/users/ann/inbox")).json()["items"]
+        personal = next(i for i in ann if i["message"] == "personal")
+        assert personal["expiresAt"].startswith("2999-01-01") and personal["tags"] == ["x"]
+    with Publisher(server.url, server.token("ops", admin=True)) as sync_publisher:
+        everyone = sync_publisher.broadcast("all hands")
+    assert everyone["topic"] == "everyone"

@@ -1,9 +1,12 @@
 """Publishing from a backend: ``POST /v1/notifications`` with an admin token.
 
-Every publish carries an idempotency key (a random one unless you give
+``publish`` reaches one user or a list (one item each); ``broadcast``
+reaches a topic's subscribers, or every user (``everyone``), with one stored
+item. Every publish carries an idempotency key (a random one unless you give
 yours), so a publish retried after a dropped connection or a 503 is stored
 once; the server answers a repeat with the first answer and
-``"duplicate": true``.
+``"duplicate": true``. ``Publisher`` and ``AsyncPublisher`` differ only in
+waiting: the request and its retries are built by the same functions.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -25,17 +29,28 @@ RETRY_DELAYS = (0.2, 1.0)
 
 
 def _body(
-    to: str | Sequence[str],
     message: str,
-    data: dict[str, Any] | None,
+    *,
+    to: str | Sequence[str] | None = None,
+    topic: str | None = None,
+    data: dict[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    expires_at: datetime | str | None = None,
 ) -> dict[str, Any]:
+    """The JSON body of a publish, to users or to a topic."""
     body: dict[str, Any] = {"message": message}
-    if isinstance(to, str):
+    if topic is not None:
+        body["topic"] = topic
+    elif isinstance(to, str):
         body["userId"] = to
     else:
-        body["userIds"] = list(to)
+        body["userIds"] = list(to or [])
     if data is not None:
         body["data"] = data
+    if tags:
+        body["tags"] = list(tags)
+    if expires_at is not None:
+        body["expiresAt"] = expires_at if isinstance(expires_at, str) else expires_at.isoformat()
     return body
 
 
@@ -68,11 +83,34 @@ class Publisher:
         message: str,
         *,
         data: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Store ``message`` for one user or each of a list, then push it to them."""
+        """Store ``message`` for one user or each of a list, then push it to them.
+
+        ``tags`` (up to 16) and ``expires_at`` (a datetime with a zone, or ISO
+        8601) are stored with it."""
+        body = _body(message, to=to, data=data, tags=tags, expires_at=expires_at)
+        return self._send(body, idempotency_key)
+
+    def broadcast(
+        self,
+        message: str,
+        *,
+        topic: str = "everyone",
+        data: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Store ``message`` once in ``topic`` and push it to every subscriber
+        (every user for ``everyone``); the answer has the topic's ``seq``."""
+        body = _body(message, topic=topic, data=data, tags=tags, expires_at=expires_at)
+        return self._send(body, idempotency_key)
+
+    def _send(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key or new_key()}
-        body = _body(to, message, data)
         for delay in (*RETRY_DELAYS, None):
             try:
                 return self._post(body, headers)
@@ -124,11 +162,30 @@ class AsyncPublisher:
         message: str,
         *,
         data: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Store ``message`` for one user or each of a list, then push it to them."""
+        """``Publisher.publish``, awaited."""
+        body = _body(message, to=to, data=data, tags=tags, expires_at=expires_at)
+        return await self._send(body, idempotency_key)
+
+    async def broadcast(
+        self,
+        message: str,
+        *,
+        topic: str = "everyone",
+        data: dict[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """``Publisher.broadcast``, awaited."""
+        body = _body(message, topic=topic, data=data, tags=tags, expires_at=expires_at)
+        return await self._send(body, idempotency_key)
+
+    async def _send(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key or new_key()}
-        body = _body(to, message, data)
         for delay in (*RETRY_DELAYS, None):
             try:
                 return await self._post(body, headers)
