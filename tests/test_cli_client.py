@@ -177,3 +177,15 @@ def test_errors_are_one_line_and_exit_non_zero(server: ServerProcess, command: s
 def test_send_rejects_data_that_is_not_an_object(server: ServerProcess) -> None:
     out = tidings("send", "--to", "bob", "hi", "--url", server.url, "--data", "[1, 2]")
     assert out.returncode == 2 and "--data" in out.stderr and "JSON object" in out.stderr
+
+
+def test_send_to_a_topic_with_tags(server: ServerProcess) -> None:
+    out = tidings("send", "--topic", "everyone", "all hands", "--tag", "ops", "--url", server.url)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["topic"] == "everyone" and answer["seq"] == 1
+    tagged = send(server, "bob", "expiring", "--tag", "a", "--expires-at", "2999-01-01T00:00:00Z")
+    assert [r["userId"] for r in tagged["recipients"]] == ["bob"]  # type: ignore[union-attr]
+    for args in ([], ["--to", "bob", "--topic", "news"]):
+        out = tidings("send", "hi", *args, "--url", server.url)
+        assert out.returncode == 2 and "--to" in out.stderr and "--topic" in out.stderr

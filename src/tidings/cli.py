@@ -336,7 +336,10 @@ def listen(
 
 
 @cli.command()
-@click.option("--to", multiple=True, required=True, help="Recipient user id (repeat for more).")
+@click.option("--to", multiple=True, help="Recipient user id (repeat for more).")
+@click.option("--topic", help="Publish to this topic instead ('everyone': every user).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeat for more).")
+@click.option("--expires-at", help="When it leaves the inbox (ISO 8601 with a zone).")
 @click.argument("message")
 @click.option("--data", help="A JSON object, e.g. '{\"order\": 42}'.")
 @click.option("--idempotency-key", help="Send again with the same key: stored once.")
@@ -349,6 +352,9 @@ def listen(
 @secret_option
 def send(
     to: tuple[str, ...],
+    topic: str | None,
+    tags: tuple[str, ...],
+    expires_at: str | None,
     message: str,
     data: str | None,
     idempotency_key: str | None,
@@ -358,10 +364,14 @@ def send(
     data_dir: Path,
     secret: str | None,
 ) -> None:
-    """Publish MESSAGE to the --to users over HTTP; prints the server's answer as JSON."""
+    """Publish MESSAGE to the --to users (or a --topic) over HTTP; prints the
+    server's answer as JSON."""
     import json
 
     from tidings.client import commands
+
+    if bool(to) == (topic is not None):
+        raise click.UsageError("give --to (one or more users) or --topic, not both")
 
     payload = None
     if data is not None:
@@ -376,7 +386,15 @@ def send(
         token = mint(key, sender, ttl_seconds=300, admin=True)
     try:
         answer = commands.send(
-            url, token, to, message, data=payload, idempotency_key=idempotency_key
+            url,
+            token,
+            to,
+            message,
+            topic=topic,
+            data=payload,
+            tags=tags,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
         )
     except commands.CommandError as exc:
         raise click.ClickException(str(exc)) from None

@@ -105,15 +105,32 @@ def send(
     to: Sequence[str],
     message: str,
     *,
+    topic: str | None = None,
     data: dict[str, Any] | None = None,
+    tags: Sequence[str] = (),
+    expires_at: str | None = None,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Publish over HTTP; the server's answer, or ``CommandError``."""
+    """Publish over HTTP to users, or to a topic; the server's answer, or ``CommandError``."""
     recipients: str | Sequence[str] = to[0] if len(to) == 1 else list(to)
     try:
         with Publisher(url, admin_token) as publisher:
+            if topic is not None:
+                return publisher.broadcast(
+                    message,
+                    topic=topic,
+                    data=data,
+                    tags=tags,
+                    expires_at=expires_at,
+                    idempotency_key=idempotency_key,
+                )
             return publisher.publish(
-                recipients, message, data=data, idempotency_key=idempotency_key
+                recipients,
+                message,
+                data=data,
+                tags=tags,
+                expires_at=expires_at,
+                idempotency_key=idempotency_key,
             )
     except ClientError as exc:
         raise CommandError(one_line(exc)) from None
