@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from tidings.config import Settings
 from tidings.node import Node
 from tidings.web.forwarded import TrustedProxies
+from tidings.web.outbox import Outbox
 
 if TYPE_CHECKING:
     from tidings.aws.gateway import Gateway
@@ -22,6 +23,8 @@ class Runtime:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     gateway: Gateway | None = None
     """API Gateway routes and stage paths (``tidings.aws``); set by the server at start."""
+    outbox: Outbox = field(default_factory=Outbox)
+    """Connections with frames to write at the end of this loop iteration."""
     proxies: TrustedProxies = field(init=False)
     """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
 

@@ -106,6 +106,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._pending: list[bytes] | None = None
         """Frames waiting for the end of this loop iteration (after a reply), in order."""
         self._buffer_limit = runtime.settings.send_buffer_limit
+        self.outbox = runtime.outbox
+        self._due = runtime.outbox.due
         """Bytes the transport may hold for this client before it counts as slow."""
         self._inflight = 0
         self._reading_paused = False
@@ -419,23 +421,22 @@ class WebSocketConnection(asyncio.Protocol):
         """
         if self.transport is None or not self.open or self.closing:
             return
-        frame = text_frame(payload)
-        if self._pending is None:
-            self._pending = [frame]
-            self.loop.call_soon(self._write_pending)
-        else:
-            self._pending.append(frame)
+        self.write_frame(text_frame(payload))
 
     def write_frame(self, frame: bytes) -> None:
-        transport = self.transport
-        if transport is None or not self.open or self.closing:
+        """Queue a ready frame; every connection's queue leaves at the end of
+        the loop iteration, in one write (see ``Outbox``)."""
+        if self.transport is None or not self.open or self.closing:
             return
-        if self._pending is not None:
-            self._pending.append(frame)
-            return
-        transport.write(frame)
-        if transport.get_write_buffer_size() > self._buffer_limit:  # inline: per delivery
-            self._slow_consumer()
+        pending = self._pending
+        if pending is None:
+            self._pending = [frame]
+            due = self._due
+            if not due:
+                self.loop.call_soon(self.outbox.flush)
+            due.append(self)
+        else:
+            pending.append(frame)
 
     def _write_pending(self) -> None:
         pending = self._pending
