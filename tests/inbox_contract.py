@@ -415,23 +415,34 @@ async def concurrent_changes(
                 swept = await store.expire(now_ms=now_ms())
                 removed.extend((e.user_id, i) for e in swept for i in e.ids)
                 continue
-            listed = await walk(store, user, InboxFilter(archived="include"), limit=200)
-            if not listed:
-                continue
-            if what < 0.3:
-                action = rng.choice(list(_MARKS))
-                await store.mark(user, Mark(action, up_to=rng.choice(listed)))
-                continue
-            action = rng.choice(ACTIONS)
-            chosen = rng.sample(listed, min(len(listed), rng.randint(1, 20)))
-            changed, _ = await change(store, user, action, chosen)
-            if action == "delete":
-                removed.extend((user, i) for i in changed)
+            removed.extend(await random_change(store, user, rng, up_to=what < 0.3))
 
     await asyncio.gather(*(task(seed) for seed in range(tasks)))
     assert len(removed) == len(set(removed))
-    # Past every expiry, so that nothing expires between a count and its recount.
-    await asyncio.sleep(max(0, expiry[1] + 50 - now_ms()) / 1000)
+    await assert_recounted(stores, users, after=expiry[1])
+
+
+async def random_change(
+    store: Store, user: str, rng: random.Random, *, up_to: bool
+) -> list[tuple[str, str]]:
+    """One random change of items the user lists now: a mark up to one of them
+    (``up_to``), else a mark or delete of a few; returns what was deleted."""
+    listed = await walk(store, user, InboxFilter(archived="include"), limit=200)
+    if not listed:
+        return []
+    if up_to:
+        await store.mark(user, Mark(rng.choice(list(_MARKS)), up_to=rng.choice(listed)))
+        return []
+    action = rng.choice(ACTIONS)
+    chosen = rng.sample(listed, min(len(listed), rng.randint(1, 20)))
+    changed, _ = await change(store, user, action, chosen)
+    return [(user, i) for i in changed] if action == "delete" else []
+
+
+async def assert_recounted(stores: Sequence[Store], users: Sequence[str], *, after: int) -> None:
+    """Every user's counts equal a recount on every store, once past ``after``
+    (the last expiry), so that nothing expires between a count and its recount."""
+    await asyncio.sleep(max(0, after + 50 - now_ms()) / 1000)
     for user in users:
         for store in stores:
             assert await store.counts(user) == await recount(store, user), user

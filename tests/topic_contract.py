@@ -15,8 +15,9 @@ from tests.inbox_contract import (
     Inbox,
     Item,
     assert_counts,
+    assert_recounted,
     change,
-    recount,
+    random_change,
     walk,
 )
 from tests.store_contract import append_all, now_ms, publish, request
@@ -526,23 +527,9 @@ async def concurrent_topic_changes(
                 else:
                     await store.unsubscribe(user, "sports")
                 continue
-            listed = await walk(store, user, InboxFilter(archived="include"), limit=200)
-            if not listed:
-                continue
-            if what < 0.4:
-                action = rng.choice(list(_MARKS))
-                await store.mark(user, Mark(action, up_to=rng.choice(listed)))
-                continue
-            action = rng.choice(ACTIONS)
-            chosen = rng.sample(listed, min(len(listed), rng.randint(1, 20)))
-            changed, _ = await change(store, user, action, chosen)
-            if action == "delete":
-                removed.extend((user, i) for i in changed)
+            removed.extend(await random_change(store, user, rng, up_to=what < 0.4))
 
     await asyncio.gather(*(task(seed) for seed in range(tasks)))
     assert len(removed) == len(set(removed))
     assert len(swept) == len(set(swept))
-    await asyncio.sleep(max(0, expiry[1] + 50 - now_ms()) / 1000)
-    for user in users:
-        for store in stores:
-            assert await store.counts(user) == await recount(store, user), user
+    await assert_recounted(stores, users, after=expiry[1])

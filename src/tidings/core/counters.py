@@ -107,8 +107,3 @@ def swept_offsets(swept: list[int], sub: Subscription, receipts: Mapping[int, Re
         unread += (hidden or read) - by_marker_read
         unseen += (hidden or seen) - by_marker_seen
     return total, unread, unseen
-
-
-def counts_of(alive: int, offsets: Moves) -> Moves:
-    """A subscriber's (total, unread, unseen) in one topic."""
-    return alive + offsets[0], alive + offsets[1], alive + offsets[2]

@@ -232,21 +232,28 @@ def _states(rows: list[tuple[Any, ...]]) -> list[State]:
     return [(row[8], row[9], row[10]) for row in rows]
 
 
-def _offset(conn: sqlite3.Connection, user_id: str, topic: str, moves: Moves, now: int) -> None:
-    """Move the user's offsets in ``topic`` (creating the ``everyone`` row,
-    which exists only once the user has state in it)."""
-    if not any(moves):
-        return
+_MOVE_OFFSETS = (
+    "UPDATE subscriptions SET total_off = total_off + ?, unread_off = unread_off + ?,"
+    " unseen_off = unseen_off + ? WHERE user_id = ? AND topic = ?"
+)
+"""Move one subscription's offsets by (total, unread, unseen)."""
+
+
+def _ensure_row(conn: sqlite3.Connection, user_id: str, topic: str, now: int) -> None:
+    """The subscription row, created for ``everyone`` (which has one only once
+    the user has state in it: markers or offsets)."""
     conn.execute(
         "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, 0, ?)"
         " ON CONFLICT (user_id, topic) DO NOTHING",
         (user_id, topic, now),
     )
-    conn.execute(
-        "UPDATE subscriptions SET total_off = total_off + ?, unread_off = unread_off + ?,"
-        " unseen_off = unseen_off + ? WHERE user_id = ? AND topic = ?",
-        (*moves, user_id, topic),
-    )
+
+
+def _offset(conn: sqlite3.Connection, user_id: str, topic: str, moves: Moves, now: int) -> None:
+    """Move the user's offsets in ``topic``."""
+    if any(moves):
+        _ensure_row(conn, user_id, topic, now)
+        conn.execute(_MOVE_OFFSETS, (*moves, user_id, topic))
 
 
 def mark(conn: sqlite3.Connection, user_id: str, change: Mark, now: int) -> list[str]:
@@ -290,8 +297,7 @@ def _write_receipts(
         f" VALUES (?, ?, ?, {values}) ON CONFLICT (user_id, topic, seq) DO UPDATE SET {update}",
         [(user_id, topic, row[0], *([now] if "?" in values else [])) for row in rows],
     )
-    total, unread, unseen = marked(action, _states(rows))
-    _offset(conn, user_id, topic, (total, unread, unseen), now)
+    _offset(conn, user_id, topic, marked(action, _states(rows)), now)
     return [row[1] for row in rows]
 
 
@@ -338,11 +344,7 @@ def _move_marker(
             (user_id, topic, marker),
         )
     if marker > old:
-        conn.execute(
-            "INSERT INTO subscriptions (user_id, topic, from_seq, created_at) VALUES (?, ?, 0, ?)"
-            " ON CONFLICT (user_id, topic) DO NOTHING",
-            (user_id, topic, now),
-        )
+        _ensure_row(conn, user_id, topic, now)
         conn.execute(
             f"UPDATE subscriptions SET {action}_upto = ?, {action}_upto_at = ?"
             " WHERE user_id = ? AND topic = ?",
@@ -479,11 +481,7 @@ def _give_back(conn: sqlite3.Connection, topic: str, swept: list[int]) -> None:
         move = swept_offsets(swept, sub, receipts.get(user, {}))
         if any(move):
             moves.append((*move, user, topic))
-    conn.executemany(
-        "UPDATE subscriptions SET total_off = total_off + ?, unread_off = unread_off + ?,"
-        " unseen_off = unseen_off + ? WHERE user_id = ? AND topic = ?",
-        moves,
-    )
+    conn.executemany(_MOVE_OFFSETS, moves)
 
 
 def erase(conn: sqlite3.Connection, user_id: str) -> None:

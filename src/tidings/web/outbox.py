@@ -34,7 +34,9 @@ class Outbox:
         """Write each due connection's frames in one write, then check its backlog.
 
         The loop body is the hot path of every fan-out, so it is flat here
-        rather than a method call per connection.
+        rather than a call of the connection's ``_write_pending`` (its twin,
+        for the close paths): the call per connection measured 0.2-0.4 µs
+        more per delivery in the broadcast workload.
         """
         due = self.due[:]
         self.due.clear()  # the same list: connections hold it
