@@ -6,7 +6,6 @@ import pytest
 from tidings.core.errors import BadRequest, InvalidRoute
 from tidings.core.models import Notification
 from tidings.core.protocol import (
-    Limits,
     Ping,
     SendNotification,
     ack_frame,
@@ -15,6 +14,7 @@ from tidings.core.protocol import (
     notification_frame,
     parse_client_frame,
 )
+from tidings.core.publish import Limits
 
 
 def test_seed_send_notification_frame_parses() -> None:
@@ -121,7 +121,7 @@ def test_server_frames() -> None:
 
 
 def test_text_no_store_can_keep_is_refused() -> None:
-    from tidings.core.protocol import check_text
+    from tidings.core.publish import check_text
 
     assert check_text("ok ✓", "message") == "ok ✓"
     with pytest.raises(BadRequest, match="NUL"):

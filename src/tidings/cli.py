@@ -15,7 +15,7 @@ from tidings import __version__, logs
 from tidings.aws.options import gateway_options, gateway_settings
 from tidings.config import Settings, default_data_dir, load_or_create_secret
 from tidings.core.errors import TidingsError
-from tidings.core.protocol import Limits
+from tidings.core.publish import Limits
 from tidings.core.tokens import mint
 from tidings.logs import redact_url
 
@@ -84,9 +84,9 @@ def cli() -> None:
 @click.option(
     "--user-send",
     type=click.Choice(["any", "self", "none"]),
-    default="any",
-    show_default=True,
-    help="Whom user tokens may send to over the WebSocket.",
+    default=None,
+    help="Whom user tokens may send to over the WebSocket "
+    "[default: self; any with --allow-user-id].",
     **_env("USER_SEND"),
 )
 @click.option(
@@ -252,6 +252,10 @@ def serve(**options: Any) -> None:
     _run(run_server(settings, sock))
 
 
+USER_TOKEN_TTL = 86400
+ADMIN_TOKEN_TTL = 30 * 86400
+
+
 @cli.command()
 @click.argument("user")
 @click.option("--admin", is_flag=True, help="May publish over HTTP and manage any inbox.")
@@ -259,14 +263,15 @@ def serve(**options: Any) -> None:
     "--ttl",
     default=None,
     type=click.IntRange(1),
-    help="Lifetime in seconds [default: 1 day; 1 year with --admin].",
+    help="Lifetime in seconds [default: 1 day; 30 days with --admin].",
 )
 @data_dir_option
 @secret_option
 def token(user: str, admin: bool, ttl: int | None, data_dir: Path, secret: str | None) -> None:
     """Print a signed token for USER."""
     if ttl is None:
-        ttl = 365 * 86400 if admin else 86400
+        # Until tokens can be revoked, an admin token's lifetime is its exposure.
+        ttl = ADMIN_TOKEN_TTL if admin else USER_TOKEN_TTL
     key = secret or load_or_create_secret(data_dir)
     click.echo(mint(key, user, ttl_seconds=ttl, admin=admin))
 

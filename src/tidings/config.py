@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tidings.aws.settings import GatewaySettings
 from tidings.core.errors import ConfigError
-from tidings.core.protocol import Limits
+from tidings.core.publish import Limits
 from tidings.web.forwarded import TrustedProxies
 
 MIN_SECRET_CHARS = 32
@@ -41,8 +41,11 @@ class Settings:
     """Accept the seed's unauthenticated ``?userId=`` (insecure, opt-in)."""
     dev_login: bool = False
     """Serve ``POST /dev/login``: the inbox page signs in by user id (insecure, opt-in)."""
-    user_send: str = "any"
-    """Whom a user token may send to over the WebSocket: any, self or none."""
+    user_send: str | None = None
+    """Whom a user token may send to over the WebSocket: any, self or none.
+    None: ``self`` (a stranger cannot fill someone's inbox; backends publish to
+    anyone with an admin token), or ``any`` with ``allow_user_id``, where the
+    seed's clients send to each other."""
     durable: bool = True
     """fsync every commit (SQLite synchronous=FULL); False trades power-loss safety for speed."""
     max_frame_bytes: int = 128 * 1024
@@ -80,11 +83,17 @@ class Settings:
         return self.db or f"sqlite:///{self.data_dir / 'tidings.db'}"
 
     @property
+    def user_send_policy(self) -> str:
+        if self.user_send is not None:
+            return self.user_send
+        return "any" if self.allow_user_id else "self"
+
+    @property
     def multi_node(self) -> bool:
         return not self.broker.startswith("memory:")
 
     def validate(self) -> None:
-        if self.user_send not in ("any", "self", "none"):
+        if self.user_send not in (None, "any", "self", "none"):
             raise ConfigError(f"--user-send must be any, self or none, not {self.user_send!r}")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"--port must be 0..65535, not {self.port!r}")

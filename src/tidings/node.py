@@ -11,7 +11,6 @@ rules, in ``topic_sync``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -23,21 +22,15 @@ import orjson
 from tidings.broker.base import Broker
 from tidings.core.cursor import StreamCursor
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
-from tidings.core.ids import new_id
 from tidings.core.inbox import EVERYONE, Mark, check_topic
 from tidings.core.models import (
     Counts,
     JSONObject,
     Publication,
-    PublishRequest,
     PublishResult,
 )
-from tidings.core.protocol import (
-    SendNotification,
-    caught_up_frame,
-    check_text,
-    notification_frame,
-)
+from tidings.core.protocol import SendNotification, caught_up_frame, notification_frame
+from tidings.core.publish import DEFAULT_LIMITS, Limits, check_text, new_request
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
 from tidings.store.base import PAGE_LIMIT, Store
@@ -52,24 +45,6 @@ MAX_UNSENT = 100_000
 """Streams whose latest publication a node keeps through a broker outage."""
 
 
-def fingerprint(
-    recipients: Sequence[str],
-    message: str,
-    data: JSONObject | None,
-    tags: Sequence[str] = (),
-    expires_at: int | None = None,
-) -> str:
-    """Digest of what a publish asks for: tells a retry from a reused key."""
-    body = {
-        "to": sorted(recipients),
-        "message": message,
-        "data": data,
-        "tags": list(tags),
-        "expiresAt": expires_at,
-    }
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 class Node:
     def __init__(
         self,
@@ -80,6 +55,7 @@ class Node:
         user_send: str = "any",
         gap_wait: float = 0.05,
         default_ttl: float = 0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -93,6 +69,7 @@ class Node:
         self.gap_wait = gap_wait
         self.default_ttl_ms = int(default_ttl * 1000)
         """Lifetime of a notification published without ``expiresAt``; 0: forever."""
+        self.limits = limits
         self.draining = False
         self.broker_up = True
         self._inflight = 0
@@ -162,45 +139,30 @@ class Node:
     ) -> PublishResult:
         """Store for every recipient in one transaction (or once in ``topic``'s
         stream), then push; returns after both."""
-        unique = tuple(dict.fromkeys(recipients))
-        if topic is not None:
-            if unique:
-                raise BadRequest("give recipients or a topic, not both")
-            check_topic(topic)
-        elif not unique:
-            raise BadRequest("no recipients")
-        for user in unique:
-            check_text(user, "userId")
-        check_text(message, "message")
-        check_text(idempotency_key or "", "idempotencyKey")
-        for tag in tags:
-            check_text(tag, "tag")
-        now = time.time_ns() // 1_000_000
-        if expires_at is None and self.default_ttl_ms:
-            expires_at = now + self.default_ttl_ms
-        elif expires_at is not None and expires_at <= now:
-            raise BadRequest("expiresAt is in the past")
-        request = PublishRequest(
-            id=new_id(),
-            recipients=unique,
-            message=message,
-            created_at=now,
-            sender=sender,
+        request = new_request(
+            recipients,
+            message,
+            now_ms=time.time_ns() // 1_000_000,
             data=data,
+            sender=sender,
             idempotency_key=idempotency_key,
-            fingerprint=fingerprint(unique or [f"#{topic}"], message, data, tags, expires_at)
-            if idempotency_key
-            else "",
-            tags=tuple(tags),
+            tags=tags,
             expires_at=expires_at,
             topic=topic,
+            default_ttl_ms=self.default_ttl_ms,
+            limits=self.limits,
         )
         self._inflight += 1
         self._idle.clear()
         try:
             result = await self.store.append(request)
             if result.stored:
-                await self._push(result)
+                try:
+                    await self._push(result)
+                except Exception:
+                    # Committed: the answer must say so. Connections that miss
+                    # the push find the gap at their next frame or reconnect.
+                    log.exception("push after commit failed", extra={"id": result.id})
             return result
         finally:
             self._inflight -= 1
@@ -389,7 +351,12 @@ class Node:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
 
     async def sync(
         self,
@@ -450,6 +417,10 @@ class Node:
                 extra={"conn": conn.id, "user": conn.user_id, "error": str(exc)},
             )
             conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
+        except Exception:
+            # Never leave a connection syncing for good: it would receive nothing.
+            log.exception("sync failed, closing connection", extra={"conn": conn.id})
+            conn.close(CLOSE_STORE_DOWN, "internal error; reconnect with since")
         finally:
             self._syncing.discard(conn.id)
             self._stale.discard(conn.id)

@@ -174,6 +174,9 @@ class TopicSync:
         except Unavailable as exc:
             log.error("topic sync failed", extra={"conn": conn.id, "error": str(exc)})
             conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
+        except Exception:
+            log.exception("topic sync failed", extra={"conn": conn.id, "topic": topic})
+            conn.close(CLOSE_STORE_DOWN, "internal error; reconnect with since")
         finally:
             self._syncing.discard(key)
 

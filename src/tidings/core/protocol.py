@@ -15,16 +15,7 @@ import orjson
 from tidings.core.errors import BadRequest, InvalidRoute, ProtocolError
 from tidings.core.inbox import Mark, check_tags, check_topic
 from tidings.core.models import JSONObject, Notification
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Caps on client input; each one answered with ``bad_request`` when passed."""
-
-    max_message_chars: int = 32_768
-    max_data_bytes: int = 16_384
-    max_user_id_chars: int = 256
-    max_key_chars: int = 256
+from tidings.core.publish import DEFAULT_LIMITS, Limits, check_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +65,6 @@ MARK_ACTIONS = {
     "archive": "archive",
     "unarchive": "unarchive",
 }
-
-DEFAULT_LIMITS = Limits()
 
 
 def parse_client_frame(raw: str | bytes, limits: Limits = DEFAULT_LIMITS) -> ClientAction:
@@ -134,7 +123,7 @@ def _send_notification(body: JSONObject, request_id: Any, limits: Limits) -> Sen
         )
     try:
         raw_tags = body.get("tags")
-        tags = check_tags(raw_tags) if raw_tags else ()
+        tags = check_tags(raw_tags) if raw_tags is not None else ()
     except BadRequest as exc:
         raise BadRequest(exc.message, request_id=request_id) from None
     return SendNotification(user_id, message, data, request_id, key, tags)
@@ -149,35 +138,6 @@ def _mark(action: str, body: JSONObject, request_id: Any) -> MarkAction:
     except BadRequest as exc:
         raise BadRequest(exc.message, request_id=request_id) from None
     return MarkAction(mark, request_id)
-
-
-def check_data(data: object, limits: Limits, *, request_id: object = None) -> JSONObject | None:
-    """Validate the optional free-form ``data`` object against its size cap."""
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise BadRequest("data must be a JSON object", request_id=request_id)
-    try:
-        size = len(orjson.dumps(data))
-    except orjson.JSONEncodeError as exc:
-        raise BadRequest(f"data cannot be stored: {exc}", request_id=request_id) from None
-    if size > limits.max_data_bytes:
-        raise BadRequest(
-            f"data is {size} bytes encoded, the limit is {limits.max_data_bytes}",
-            request_id=request_id,
-        )
-    return data
-
-
-def check_text(value: str, name: str) -> str:
-    """Refuse text no store can keep: NUL characters and unpaired surrogates."""
-    if "\x00" in value:
-        raise BadRequest(f"{name} contains a NUL character")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise BadRequest(f"{name} contains unpaired surrogates") from None
-    return value
 
 
 # -- server -> client ---------------------------------------------------------

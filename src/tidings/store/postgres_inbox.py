@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
-import orjson
 
 from tidings.core.counters import (
     Moves,
@@ -44,6 +43,7 @@ from tidings.core.counters import (
 from tidings.core.errors import Unavailable
 from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, Notification, StreamPage, iso_ms
+from tidings.core.publish import stored_data
 from tidings.store import postgres_schema as sql
 from tidings.store import postgres_topics as topics
 from tidings.store.base import PAGE_LIMIT, Expired
@@ -77,7 +77,7 @@ def to_notification(user_id: str, row: Any, topic: str | None = None) -> Notific
         message=row["message"],
         created_at=row["created_at"],
         sender=row["sender"],
-        data=orjson.loads(row["data"]) if row["data"] is not None else None,
+        data=stored_data(row["data"], row["id"]),
         tags=tuple(row["tags"]),
         expires_at=row["expires_at"],
         topic=topic,

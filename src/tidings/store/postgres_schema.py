@@ -20,13 +20,35 @@ Inbox listings and counts are assembled per filter by ``list_query`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tidings.core.inbox import InboxFilter, InboxQuery
+from tidings.core.publish import SUSPECT_DEPTH, unshowable
 from tidings.store import postgres_topics as topics
 
-MIGRATIONS: list[str] = [
+log = logging.getLogger("tidings.store")
+
+
+async def remove_unshowable_data(conn: Any) -> None:
+    """Migration 5: drop ``data`` that no answer could carry (nested too deep,
+    stored before such data was refused), keeping the rest of each row."""
+    repaired = 0
+    for table, key in (("notifications", "user_id"), ("topic_notifications", "topic")):
+        rows = await conn.fetch(
+            f"SELECT {key} AS owner, seq, data FROM {table} WHERE data IS NOT NULL"
+            " AND length(data) - length(translate(data, '{[', '')) > $1",
+            SUSPECT_DEPTH,
+        )
+        bad = [(row["owner"], row["seq"]) for row in rows if unshowable(row["data"])]
+        await conn.executemany(f"UPDATE {table} SET data = NULL WHERE {key} = $1 AND seq = $2", bad)
+        repaired += len(bad)
+    if repaired:
+        log.warning("removed data that could not be shown", extra={"notifications": repaired})
+
+
+MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [
     # 1: per-user streams, their notifications, idempotency keys.
     """
     CREATE TABLE streams (
@@ -160,6 +182,8 @@ MIGRATIONS: list[str] = [
     ) AS x
     WHERE s.user_id = k.user_id AND s.topic = k.topic;
     """,
+    # 5: data nested too deep to be shown is removed (see remove_unshowable_data).
+    remove_unshowable_data,
 ]
 
 
@@ -184,7 +208,10 @@ async def migrate(conn: Any, *, schema: str | None) -> int:
             version = 0
             await conn.execute("INSERT INTO schema_version VALUES (0)")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await conn.execute(script)
+            if callable(script):
+                await script(conn)
+            else:
+                await conn.execute(script)
             await conn.execute("UPDATE schema_version SET version = $1", number)
     return len(MIGRATIONS)
 

@@ -8,6 +8,7 @@ import orjson
 
 from tidings.core.inbox import InboxFilter
 from tidings.core.models import InboxItem, Notification
+from tidings.core.publish import stored_data
 
 COLUMNS = (
     "seq, id, sender, message, data, tags, created_at, expires_at, read_at, seen_at, archived_at"
@@ -24,7 +25,7 @@ def to_item(user_id: str, row: tuple[Any, ...]) -> InboxItem:
         message=message,
         created_at=created,
         sender=sender,
-        data=orjson.loads(data) if data is not None else None,
+        data=stored_data(data, id_),
         tags=tuple(orjson.loads(tags)) if tags else (),
         expires_at=expires,
     )

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Callable
 
-MIGRATIONS: list[str] = [
+from tidings.core.publish import SUSPECT_DEPTH, unshowable
+
+log = logging.getLogger("tidings.store")
+
+
+def remove_unshowable_data(conn: sqlite3.Connection) -> None:
+    """Migration 5: drop ``data`` that no answer could carry (nested too deep,
+    stored before such data was refused), keeping the rest of each row."""
+    repaired = 0
+    for table, key in (("notifications", "user_id"), ("topic_notifications", "topic")):
+        rows = conn.execute(
+            f"SELECT {key}, seq, data FROM {table} WHERE data IS NOT NULL"
+            " AND length(data) - length(replace(replace(data, '{', ''), '[', '')) > ?",
+            (SUSPECT_DEPTH,),
+        ).fetchall()
+        bad = [(owner, seq) for owner, seq, data in rows if unshowable(data)]
+        conn.executemany(f"UPDATE {table} SET data = NULL WHERE {key} = ? AND seq = ?", bad)
+        repaired += len(bad)
+    if repaired:
+        log.warning("removed data that could not be shown", extra={"notifications": repaired})
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: per-user streams, their notifications, idempotency keys.
     """
     CREATE TABLE streams (
@@ -128,6 +152,8 @@ MIGRATIONS: list[str] = [
         )
     );
     """,
+    # 5: data nested too deep to be shown is removed (see remove_unshowable_data).
+    remove_unshowable_data,
 ]
 
 
@@ -141,9 +167,12 @@ def migrate(conn: sqlite3.Connection) -> int:
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (0)")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if callable(script):
+                script(conn)
+            else:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             conn.execute("UPDATE schema_version SET version = ?", (number,))
         conn.execute("COMMIT")
     except BaseException:

@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tidings import __version__
 from tidings.core.errors import BadRequest, TidingsError, Unavailable
 from tidings.core.models import iso_ms
-from tidings.core.protocol import check_data
 from tidings.core.tokens import Identity
 from tidings.web.deps import admin
 from tidings.web.errors import ErrorResponse, error_response
@@ -166,11 +165,10 @@ def _routes(runtime: Runtime) -> APIRouter:
         if sum(x is not None for x in (body.userId, body.userIds, body.topic)) != 1:
             raise BadRequest("give exactly one of userId, userIds and topic")
         recipients = [body.userId] if body.userId is not None else list(body.userIds or [])
-        data = check_data(body.data, runtime.settings.limits)
         result = await runtime.node.publish(
             recipients,
             body.message,
-            data=data,
+            data=body.data,
             sender=who.user_id,
             idempotency_key=idempotency_key or body.idempotencyKey,
             tags=body.tags,

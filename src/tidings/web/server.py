@@ -47,9 +47,10 @@ def build_runtime(settings: Settings) -> Runtime:
         store,
         broker,
         encode=text_frame,
-        user_send=settings.user_send,
+        user_send=settings.user_send_policy,
         gap_wait=settings.gap_wait,
         default_ttl=settings.default_ttl,
+        limits=settings.limits,
     )
     return Runtime(node=node, settings=settings, secret=settings.resolve_secret())
 
