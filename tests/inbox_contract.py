@@ -328,6 +328,36 @@ class InboxContract:
         assert await store.expire(now_ms=start, limit=3) == []
         assert await store.heads(["u0", "u1"]) == {"u0": 3, "u1": 2}
 
+    async def test_trim_keeps_the_newest_and_moves_the_counts(self, store: Store) -> None:
+        requests = [request("bob", message=f"n{n}") for n in range(1, 13)]
+        for r in [*requests, request("carol")]:
+            await store.append(r)  # one by one: seq n is n{n}
+        inbox = Inbox(requests)
+        for action, item in [
+            ("read", requests[0]),
+            ("archive", requests[1]),
+            ("seen", requests[8]),
+        ]:
+            await store.mark("bob", Mark(action, ids=(item.id,)))
+            inbox.apply(action, [item.id])
+        # At most 3 a call: the oldest first, and the rest at the next call.
+        first = await store.trim(["bob", "carol", "nobody"], keep=5, now_ms=now_ms(), limit=3)
+        assert [(e.user_id, e.ids) for e in first] == [("bob", tuple(r.id for r in requests[:3]))]
+        rest = await store.trim(["bob", "carol"], keep=5, now_ms=now_ms(), limit=3)
+        second = await store.trim(["bob"], keep=5, now_ms=now_ms(), limit=3)
+        assert [e.ids for e in rest + second] == [
+            tuple(r.id for r in requests[3:6]),
+            (requests[6].id,),
+        ]
+        assert await store.trim(["bob"], keep=5, now_ms=now_ms()) == []
+        inbox.apply("delete", [r.id for r in requests[:7]])
+        await assert_counts(store, "bob", inbox.counts())
+        assert second[-1].counts == inbox.counts()
+        page = await store.read_stream("bob", after_seq=0)
+        assert [n.message for n in page.items] == [f"n{n}" for n in range(8, 13)]
+        assert page.trimmed == 7 and page.head == 12
+        assert [n.seq for n in (await store.read_stream("carol", after_seq=0)).items] == [1]
+
     async def test_export_then_erase_keeps_the_head(self, store: Store) -> None:
         first = await store.append(
             request("bob", message="one", sender="bob", key="k1", data={"a": 1}, tags=("x",))

@@ -175,6 +175,15 @@ def cli() -> None:
     **_env("DEFAULT_TTL"),
 )
 @click.option(
+    "--max-stored-per-user",
+    default=10_000,
+    type=click.IntRange(0),
+    show_default=True,
+    help="Each user's stream keeps its newest N notifications (older ones go as if "
+    "expired); 0: no cap.",
+    **_env("MAX_STORED_PER_USER"),
+)
+@click.option(
     "--sweep-interval",
     default=1.0,
     type=click.FloatRange(0.05),
@@ -226,6 +235,7 @@ def serve(**options: Any) -> None:
         ),
         default_ttl=options["default_ttl"],
         sweep_interval=options["sweep_interval"],
+        max_stored_per_user=options["max_stored_per_user"],
         node_ttl=options["node_ttl"],
         log_level=options["log_level"],
         gateway=gateway_settings(options),

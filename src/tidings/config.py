@@ -70,6 +70,9 @@ class Settings:
     """Proxies (addresses or networks, "*": any) whose X-Forwarded-For names the client."""
     default_ttl: float = 0
     """Seconds a notification is kept when published without ``expiresAt``; 0: forever."""
+    max_stored_per_user: int = 10_000
+    """Each user's stream keeps its newest this many notifications (older ones
+    go as if expired, checked by the sweeper); 0: no cap, retention only."""
     sweep_interval: float = 1.0
     """Seconds between sweeps of expired notifications."""
     node_ttl: float = 10.0

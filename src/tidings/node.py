@@ -56,6 +56,7 @@ class Node:
         gap_wait: float = 0.05,
         default_ttl: float = 0,
         limits: Limits = DEFAULT_LIMITS,
+        max_stored_per_user: int = 0,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -70,6 +71,11 @@ class Node:
         self.default_ttl_ms = int(default_ttl * 1000)
         """Lifetime of a notification published without ``expiresAt``; 0: forever."""
         self.limits = limits
+        self.max_stored = max_stored_per_user
+        """Each user's stream keeps its newest this many notifications; 0: all."""
+        self._trim_every = max(1, max_stored_per_user // 100)
+        self._over_cap: set[str] = set()
+        """Users whose stream may hold more than ``max_stored``: the sweeper trims them."""
         self.draining = False
         self.broker_up = True
         self._inflight = 0
@@ -156,6 +162,8 @@ class Node:
         self._idle.clear()
         try:
             result = await self.store.append(request)
+            if self.max_stored and result.stored:
+                self._note_over_cap(result)
             if result.stored:
                 try:
                     await self._push(result)
@@ -168,6 +176,13 @@ class Node:
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
+
+    def _note_over_cap(self, result: PublishResult) -> None:
+        """Every ``_trim_every`` seqs past the cap, a stream is due a trim: it
+        holds at most 1% more than ``max_stored`` between sweeps."""
+        for user, seq in result.seqs:
+            if seq > self.max_stored and seq % self._trim_every == 0:
+                self._over_cap.add(user)
 
     async def _push(self, result: PublishResult) -> None:
         publications = [
@@ -245,7 +260,29 @@ class Node:
                 else:
                     await self._push_inbox(expired.user_id, change, expired.counts)
             if sum(len(e.ids) for e in swept) < 5000:
-                return removed
+                return removed + await self._trim()
+
+    async def _trim(self) -> int:
+        """Cap the streams noted over it; tell their owners as an expiry."""
+        removed = 0
+        while self._over_cap:
+            users, limit = sorted(self._over_cap)[:500], 5000
+            self._over_cap.difference_update(users)
+            try:
+                swept = await self.store.trim(
+                    users, keep=self.max_stored, now_ms=time.time_ns() // 1_000_000, limit=limit
+                )
+            except Unavailable:
+                self._over_cap.update(users)
+                raise
+            for trimmed in swept:
+                removed += len(trimmed.ids)
+                if len(trimmed.ids) >= limit:
+                    self._over_cap.add(trimmed.user_id)
+                assert trimmed.counts is not None
+                change = {"action": "expire", "ids": list(trimmed.ids)}
+                await self._push_inbox(trimmed.user_id, change, trimmed.counts)
+        return removed
 
     async def run_sweeper(self, interval: float) -> None:
         """Every ``interval`` seconds: expire notifications and old idempotency keys."""

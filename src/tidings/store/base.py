@@ -112,6 +112,14 @@ class Store(Protocol):
         """Delete up to ``limit`` expired notifications; what went, by user."""
         ...
 
+    async def trim(
+        self, user_ids: Sequence[str], *, keep: int, now_ms: int, limit: int = 5000
+    ) -> list[Expired]:
+        """Cap each user's stream: remove what lies more than ``keep`` below its
+        head (at most ``limit`` rows per user, oldest first), as retention does:
+        counts move and a replay from below is reported incomplete."""
+        ...
+
     # -- topics --------------------------------------------------------------
 
     async def read_topic(

@@ -108,6 +108,10 @@ def _removed(rows: Sequence[Any], trimmed: int = 0) -> _Moves:
     return (*removed(map(_state, rows)), trimmed)
 
 
+def _by_seq(row: Any) -> tuple[str, int]:
+    return row["user_id"], row["seq"]
+
+
 def _counts(row: Any) -> Counts:
     return Counts(int(row["total"]), int(row["unread"]), int(row["unseen"]))
 
@@ -415,6 +419,35 @@ class PostgresInbox:
         return [
             Expired(user, tuple(row["id"] for row in items), counts[user])
             for user, items in by_user.items()
+        ]
+
+    async def trim(
+        self, user_ids: Sequence[str], *, keep: int, now_ms: int, limit: int = 5000
+    ) -> list[Expired]:
+        users = sorted({user for user in user_ids if storable(user)})
+        if not users:
+            return []
+        return await self._transaction(self._trim, users, keep, limit, now_ms)
+
+    async def _trim(
+        self, conn: Any, users: list[str], keep: int, limit: int, now: int
+    ) -> list[Expired]:
+        heads = {row["user_id"]: row["head"] for row in await conn.fetch(sql.LOCK_STREAMS, users)}
+        by_user: dict[str, list[Any]] = {}
+        for row in sorted(await conn.fetch(sql.TRIM_STREAMS, users, keep, limit), key=_by_seq):
+            by_user.setdefault(row["user_id"], []).append(row)
+        moves = {
+            user: _removed(
+                rows, trimmed=heads[user] - keep if len(rows) < limit else rows[-1]["seq"]
+            )
+            for user, rows in by_user.items()
+        }
+        if not moves:
+            return []
+        counts = await self._settle(conn, moves, now)
+        return [
+            Expired(user, tuple(row["id"] for row in rows), counts[user])
+            for user, rows in by_user.items()
         ]
 
     async def _settle(self, conn: Any, moves: dict[str, _Moves], now: int) -> dict[str, Counts]:

@@ -347,7 +347,7 @@ INSERT INTO streams (user_id, head) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTH
 gives ``LOCK_STREAMS`` a row to lock (seqs still start at 1)."""
 
 LOCK_STREAMS = """
-SELECT user_id FROM streams WHERE user_id = ANY($1::text[]) ORDER BY user_id
+SELECT user_id, head FROM streams WHERE user_id = ANY($1::text[]) ORDER BY user_id
 FOR NO KEY UPDATE
 """
 """Lock these users' streams rows, sorted (rows are locked after the sort), as
@@ -408,6 +408,21 @@ DELETE FROM notifications AS n USING unnest($1::text[], $2::bigint[]) AS t(user_
 WHERE n.user_id = t.user_id AND n.seq = t.seq AND n.expires_at <= $3
 RETURNING n.user_id, n.seq, n.id, n.read_at, n.seen_at, n.archived_at
 """
+
+TRIM_STREAMS = """
+DELETE FROM notifications AS n USING (
+    SELECT x.user_id, x.seq FROM streams AS s
+    CROSS JOIN LATERAL (
+        SELECT user_id, seq FROM notifications
+        WHERE user_id = s.user_id AND seq <= s.head - $2 ORDER BY seq LIMIT $3
+    ) AS x
+    WHERE s.user_id = ANY($1::text[]) AND s.head - s.trimmed > $2
+) AS t
+WHERE n.user_id = t.user_id AND n.seq = t.seq
+RETURNING n.user_id, n.seq, n.id, n.read_at, n.seen_at, n.archived_at
+"""
+"""At most $3 rows of each stream more than $2 below its head, oldest first,
+deleted under the stream locks the caller holds."""
 
 ERASE_KEYS = """
 DELETE FROM idempotency WHERE sender = $1 AND key IN (

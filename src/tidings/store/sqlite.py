@@ -402,6 +402,16 @@ class SQLiteStore:
         result: list[Expired] = await self._in_writer(self._write, inbox.expire, now_ms, limit)
         return result
 
+    async def trim(
+        self, user_ids: Sequence[str], *, keep: int, now_ms: int, limit: int = 5000
+    ) -> list[Expired]:
+        if not user_ids:
+            return []
+        result: list[Expired] = await self._in_writer(
+            self._write, inbox.trim, list(user_ids), keep, limit, now_ms
+        )
+        return result
+
     async def read_topic(
         self, topic: str, *, after_seq: int, limit: int = PAGE_LIMIT
     ) -> StreamPage:

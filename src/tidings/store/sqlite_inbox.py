@@ -180,6 +180,38 @@ def expire(conn: sqlite3.Connection, now: int, limit: int) -> list[Expired]:
     return swept
 
 
+def trim(
+    conn: sqlite3.Connection, user_ids: list[str], keep: int, limit: int, now: int
+) -> list[Expired]:
+    """Remove from each stream what lies more than ``keep`` below its head, at
+    most ``limit`` rows each (the oldest first)."""
+    swept = []
+    for user_id, head in conn.execute(
+        f"SELECT user_id, head FROM streams WHERE user_id IN"
+        f" ({','.join('?' * len(user_ids))}) AND head - trimmed > ?",
+        (*user_ids, keep),
+    ).fetchall():
+        cut = head - keep
+        rows = conn.execute(
+            "SELECT seq, id, read_at, seen_at, archived_at FROM notifications"
+            " WHERE user_id = ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (user_id, cut, limit),
+        ).fetchall()
+        conn.executemany(
+            "DELETE FROM notifications WHERE user_id = ? AND seq = ?",
+            [(user_id, row[0]) for row in rows],
+        )
+        _adjust(conn, user_id, removed(row[2:] for row in rows))
+        trimmed = cut if len(rows) < limit else rows[-1][0]
+        conn.execute(
+            "UPDATE streams SET trimmed = max(trimmed, ?) WHERE user_id = ?", (trimmed, user_id)
+        )
+        if rows:
+            ids = tuple(row[1] for row in rows)
+            swept.append(Expired(user_id, ids, counts(conn, user_id, now)))
+    return swept
+
+
 def erase(conn: sqlite3.Connection, user_id: str) -> int:
     gone = conn.execute("DELETE FROM notifications WHERE user_id = ?", (user_id,)).rowcount
     # Keep only the head, so a seq is never reused for this user id.

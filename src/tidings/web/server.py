@@ -51,6 +51,7 @@ def build_runtime(settings: Settings) -> Runtime:
         gap_wait=settings.gap_wait,
         default_ttl=settings.default_ttl,
         limits=settings.limits,
+        max_stored_per_user=settings.max_stored_per_user,
     )
     return Runtime(node=node, settings=settings, secret=settings.resolve_secret())
 
