@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.server import ServerProcess
-from tidings.web.ws import _plain_upgrade
+from tidings.web.handshake import plain_upgrade
 
 PLAIN = (
     "GET /ws?token=abc HTTP/1.1\r\n"
@@ -22,7 +22,7 @@ PLAIN = (
 
 
 def test_a_plain_upgrade_request_is_read_as_path_and_headers() -> None:
-    path, headers = _plain_upgrade(PLAIN.encode()) or ("", {})
+    path, headers = plain_upgrade(PLAIN.encode()) or ("", {})
     assert path == "/ws?token=abc"
     assert headers["user-agent"] == "test"
     assert headers["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
@@ -30,7 +30,7 @@ def test_a_plain_upgrade_request_is_read_as_path_and_headers() -> None:
         "user-agent: test\r\n",
         "Origin: https://app.example\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
     )
-    assert _plain_upgrade(browser.encode()) is not None
+    assert plain_upgrade(browser.encode()) is not None
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_a_plain_upgrade_request_is_read_as_path_and_headers() -> None:
 )
 def test_anything_else_is_left_to_python_websockets(old: str, new: str) -> None:
     assert old in PLAIN
-    assert _plain_upgrade(PLAIN.replace(old, new, 1).encode("utf-8")) is None
+    assert plain_upgrade(PLAIN.replace(old, new, 1).encode("utf-8")) is None
 
 
 async def _exchange(port: int, request: str) -> tuple[str, list[str], bytes]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tidings.aws.settings import GatewaySettings
 from tidings.core.errors import ConfigError
+from tidings.core.forwarded import TrustedProxies
 from tidings.core.publish import Limits
-from tidings.web.forwarded import TrustedProxies
 
 MIN_SECRET_CHARS = 32
 """HS256 wants a key of at least 256 bits (RFC 7518, section 3.2)."""

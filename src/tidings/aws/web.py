@@ -28,7 +28,7 @@ from tidings.aws.gateway import Gateway
 from tidings.aws.settings import SIGNATURE_WINDOW, GatewaySettings
 from tidings.aws.sigv4 import SignatureError, SignedRequest, Verifier
 from tidings.core.errors import AuthError, Forbidden
-from tidings.core.tokens import Identity, verify
+from tidings.core.tokens import Identity, bearer, verify
 from tidings.logs import redact_url
 from tidings.web.deps import runtime_of
 from tidings.web.runtime import Runtime
@@ -97,9 +97,10 @@ async def management_caller(request: Request) -> Identity:
             )
             raise AwsAuthError(exc.kind, exc.message) from None
         return Identity(user_id=f"aws:{key}", admin=True)
-    if header.lower().startswith("bearer "):
+    token = bearer(header)
+    if token is not None:
         try:
-            who = verify(runtime.secret, header[7:].strip())
+            who = verify(runtime.secret, token)
         except AuthError as exc:
             raise AwsAuthError("ForbiddenException", exc.message) from None
         if not who.admin:

@@ -57,6 +57,13 @@ def mint(secret: str, user_id: str, *, ttl_seconds: int, admin: bool = False) ->
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
+
+
 def verify(secret: str, token: str) -> Identity:
     """The identity a token proves, or ``AuthError`` saying why not (never echoing it)."""
     claims = _plain_claims(secret, token)

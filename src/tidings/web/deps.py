@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from tidings.core.errors import AuthError, Forbidden
-from tidings.core.tokens import Identity, verify
+from tidings.core.tokens import Identity, bearer, verify
 from tidings.web.runtime import Runtime
 
 
@@ -22,9 +22,10 @@ async def identity(
     """The caller, from ``Authorization: Bearer <token>``. Async on purpose:
     FastAPI runs a plain function dependency in a worker thread, a thread hop
     per request for a check that takes microseconds."""
-    if not authorization or not authorization.lower().startswith("bearer "):
+    token = bearer(authorization)
+    if token is None:
         raise AuthError("missing token: send Authorization: Bearer <token>")
-    return verify(runtime_of(request).secret, authorization[7:].strip())
+    return verify(runtime_of(request).secret, token)
 
 
 async def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:

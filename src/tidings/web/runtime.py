@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tidings.config import Settings
+from tidings.core.forwarded import TrustedProxies
 from tidings.node import Node
-from tidings.web.forwarded import TrustedProxies
 from tidings.web.outbox import Outbox
 
 if TYPE_CHECKING:

@@ -13,27 +13,21 @@ task (a send awaiting its commit).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import email.utils
 import functools
 import logging
-import re
 import time
 from collections.abc import Mapping
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.datastructures import MultipleValuesError
 from websockets.frames import Frame, Opcode
-from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
 from tidings.core.cursor import StreamCursor
-from tidings.core.errors import AuthError, BadRequest, ProtocolError, TidingsError
-from tidings.core.inbox import check_topic
+from tidings.core.errors import ProtocolError, TidingsError
 from tidings.core.protocol import (
     MarkAction,
     Ping,
@@ -46,8 +40,9 @@ from tidings.core.protocol import (
     pong_frame,
     reply_frame,
 )
-from tidings.core.tokens import Identity, verify
+from tidings.core.tokens import Identity
 from tidings.web.frames import PING, text_frame
+from tidings.web.handshake import Admission, HandshakeRefused, admit, plain_upgrade
 from tidings.web.runtime import Runtime
 
 log = logging.getLogger("tidings.ws")
@@ -59,14 +54,6 @@ CLOSE_TIMEOUT = 5.0
 """Seconds to wait for the client's close frame before dropping the socket."""
 MAX_INFLIGHT = 64
 """Sends awaiting commit per connection before we stop reading from it."""
-WS_PATH = "/ws"
-
-
-class HandshakeRefused(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -196,12 +183,12 @@ class WebSocketConnection(asyncio.Protocol):
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active:
             return False
-        request = _plain_upgrade(data)
+        request = plain_upgrade(data)
         if request is None:
             return False
         path, headers = request
         try:
-            identity, since, topics = self._authenticate(path, headers)
+            admission = self._admit(path, headers)
         except HandshakeRefused as refusal:
             self.ws = self._protocol(State.CONNECTING)
             self._refuse(refusal.status, refusal.text)
@@ -213,12 +200,12 @@ class WebSocketConnection(asyncio.Protocol):
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
             % (_http_date(int(time.time())), accept_key(headers["sec-websocket-key"]).encode())
         )
-        self._open(identity, since, topics, headers.get("user-agent", ""))
+        self._open(admission, headers.get("user-agent", ""))
         return True
 
     def _handshake(self, request: Request) -> None:
         try:
-            identity, since, topics = self._authenticate(request.path, request.headers)
+            admission = self._admit(request.path, request.headers)
         except HandshakeRefused as refusal:
             self._refuse(refusal.status, refusal.text)
             return
@@ -228,12 +215,12 @@ class WebSocketConnection(asyncio.Protocol):
             gateway.handshake(
                 self,
                 request,
-                identity,
-                accept=lambda: self._accept(request, identity, since, topics),
+                admission.identity,
+                accept=lambda: self._accept(request, admission),
                 refuse=self._refuse,
             )
             return
-        self._accept(request, identity, since, topics)
+        self._accept(request, admission)
 
     def _refuse(self, status: int, text: str) -> None:
         log.info(
@@ -248,9 +235,7 @@ class WebSocketConnection(asyncio.Protocol):
         ws.send_response(response)
         self._flush()
 
-    def _accept(
-        self, request: Request, identity: Identity, since: int | None, topics: dict[str, int] | None
-    ) -> bool:
+    def _accept(self, request: Request, admission: Admission) -> bool:
         """Complete the handshake; whether the connection is now open."""
         ws = self.ws
         assert ws is not None
@@ -259,17 +244,12 @@ class WebSocketConnection(asyncio.Protocol):
         if response.status_code != 101:
             self._flush()
             return False
-        self._open(identity, since, topics, request.headers.get("User-Agent", ""))
+        self._open(admission, request.headers.get("User-Agent", ""))
         return True
 
-    def _open(
-        self,
-        identity: Identity,
-        since: int | None,
-        topics: dict[str, int] | None,
-        user_agent: str,
-    ) -> None:
+    def _open(self, admission: Admission, user_agent: str) -> None:
         """The handshake response is on its way: join the node."""
+        identity, since, topics = admission.identity, admission.since, admission.topics
         self.identity = identity
         self.user_id = identity.user_id
         self.user_agent = user_agent
@@ -282,63 +262,21 @@ class WebSocketConnection(asyncio.Protocol):
         )
         self.node.attach(self, since, topics)
 
-    def _authenticate(
-        self, path: str, headers: Mapping[str, str]
-    ) -> tuple[Identity, int | None, dict[str, int] | None]:
-        """Who connects, and from where to replay; ``headers`` answer lower-case names."""
-        settings = self.runtime.settings
-        url = urlsplit(path)
+    def _admit(self, path: str, headers: Mapping[str, str]) -> Admission:
         gateway = self.runtime.gateway
-        if url.path.rstrip("/") != WS_PATH and not (gateway and gateway.serves_websocket(url.path)):
-            raise HandshakeRefused(404, f"no WebSocket endpoint at {url.path!r}; use {WS_PATH}")
-        if self.node.draining:
-            raise HandshakeRefused(503, "server is draining; reconnect to another node")
-        forwarded = headers.get_all("x-forwarded-for") if hasattr(headers, "get_all") else []
-        self.source_ip = self.runtime.proxies.client(
-            self.source_ip,
-            ", ".join(forwarded) if forwarded else headers.get("x-forwarded-for"),
+        admission = admit(
+            path,
+            headers,
+            settings=self.runtime.settings,
+            secret=self.runtime.secret,
+            proxies=self.runtime.proxies,
+            peer_ip=self.source_ip,
+            draining=self.node.draining,
+            connections_of=lambda user: len(self.node.hub.of_user(user)),
+            also_serves=gateway.serves_websocket if gateway is not None else None,
         )
-        origin = _one_header(headers, "origin")
-        allowed = settings.allowed_origins
-        if allowed and origin is not None and origin not in allowed and "*" not in allowed:
-            raise HandshakeRefused(403, f"origin {origin!r} is not allowed")
-        query = parse_qs(url.query)
-        token = _first(query, "token")
-        header = _one_header(headers, "authorization")
-        if token is None and header and header.lower().startswith("bearer "):
-            token = header[7:].strip()
-        if token is not None:
-            try:
-                identity = verify(self.runtime.secret, token)
-            except AuthError as exc:
-                raise HandshakeRefused(401, exc.message) from None
-        else:
-            user_id = _first(query, "userId")
-            if user_id is None:
-                raise HandshakeRefused(401, "missing token: pass ?token= or Authorization: Bearer")
-            if not settings.allow_user_id:
-                raise HandshakeRefused(
-                    401, "?userId= without a token is refused (the server needs --allow-user-id)"
-                )
-            if (
-                not 0 < len(user_id) <= settings.limits.max_user_id_chars
-                or not user_id.isprintable()
-            ):
-                raise HandshakeRefused(400, "userId must be 1 to 256 printable characters")
-            identity = Identity(user_id=user_id)
-        since = _first(query, "since")
-        since_seq: int | None = None
-        if since is not None:
-            if not since.isdigit():
-                raise HandshakeRefused(400, f"since must be a non-negative integer, not {since!r}")
-            since_seq = int(since)
-        topics = _positions(_first(query, "topics"))
-        if topics and since_seq is None:
-            raise HandshakeRefused(400, "topics= resumes topics only together with since=")
-        limit = settings.max_connections_per_user
-        if limit and len(self.node.hub.of_user(identity.user_id)) >= limit:
-            raise HandshakeRefused(429, f"too many connections for this user (limit {limit})")
-        return identity, since_seq, topics
+        self.source_ip = admission.source_ip
+        return admission
 
     # -- frames in -----------------------------------------------------------
 
@@ -520,96 +458,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
 
 
-_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_HEADER_LINE = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+:[\t\x20-\x7e]*")
-
-
-def _plain_upgrade(data: bytes) -> tuple[str, dict[str, str]] | None:
-    """Path and headers (lower-case names) of a plain WebSocket upgrade, or None.
-
-    Plain: one complete ``GET ... HTTP/1.1`` request in ASCII, each header at
-    most once, ``Upgrade: websocket``, ``Connection`` listing ``upgrade``,
-    version 13, a key of 16 bytes in base64, no body and no subprotocol asked
-    for. python-websockets accepts all of these; anything else (including
-    what it refuses, with its own error response) returns None.
-    """
-    if not data.endswith(b"\r\n\r\n"):
-        return None
-    try:
-        lines = data[:-4].decode("ascii").split("\r\n")
-    except UnicodeDecodeError:
-        return None
-    method, _, target = lines[0].partition(" ")
-    path, _, protocol = target.partition(" ")
-    if (
-        method != "GET"
-        or protocol != "HTTP/1.1"
-        or not path
-        or len(lines[0]) > MAX_LINE_LENGTH
-        or len(lines) > MAX_NUM_HEADERS + 1
-    ):
-        return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if len(line) > MAX_LINE_LENGTH or not _HEADER_LINE.fullmatch(line):
-            return None
-        name, _, value = line.partition(":")
-        name = name.lower()
-        if name in headers:
-            return None
-        headers[name] = value.strip(" \t")
-    options = [option.strip(" \t") for option in headers.get("connection", "").split(",")]
-    if (
-        headers.get("upgrade", "").lower() != "websocket"
-        or not all(_TOKEN.fullmatch(option) for option in options)
-        or "upgrade" not in (option.lower() for option in options)
-        or headers.get("sec-websocket-version") != "13"
-        or headers.get("content-length", "0") != "0"
-        or "transfer-encoding" in headers
-        or "sec-websocket-protocol" in headers
-    ):
-        return None
-    try:
-        if len(base64.b64decode(headers.get("sec-websocket-key", ""), validate=True)) != 16:
-            return None
-    except binascii.Error:
-        return None
-    return path, headers
-
-
 @functools.lru_cache(maxsize=2)
 def _http_date(second: int) -> bytes:
     """The ``Date`` header value for a Unix second (the same for every client in it)."""
     return email.utils.formatdate(second, usegmt=True).encode()
-
-
-def _positions(raw: str | None) -> dict[str, int] | None:
-    """``news:5,everyone:12`` as {topic: seq}; refused with 400 when malformed."""
-    if not raw:
-        return None
-    positions: dict[str, int] = {}
-    for part in raw.split(","):
-        topic, _, seq = part.rpartition(":")
-        try:
-            check_topic(topic)
-        except BadRequest as exc:
-            raise HandshakeRefused(400, f"topics: {exc.message}") from None
-        if not seq.isdigit():
-            raise HandshakeRefused(400, f"topics: {part!r} is not topic:seq")
-        positions[topic] = int(seq)
-    if len(positions) > 100:
-        raise HandshakeRefused(400, "topics: at most 100 topics")
-    return positions
-
-
-def _one_header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header that may appear once; twice is a bad request, not a crash."""
-    try:
-        return headers.get(name)
-    except MultipleValuesError:
-        raise HandshakeRefused(400, f"more than one {name.title()} header") from None
-
-
-def _first(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    return values[0] if values else None
