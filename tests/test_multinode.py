@@ -88,7 +88,8 @@ class Nodes:
         procs = [
             ServerProcess(
                 self.tmp_path / f"node{len(self.all) + i}",
-                "--db", self.db, "--broker", self.broker, "--node-ttl", "1.5", *self.args,
+                "--db", self.db, "--broker", self.broker, "--node-ttl", "1.5",
+                "--user-send", "any", *self.args,
             )
             for i in range(count)
         ]  # fmt: skip

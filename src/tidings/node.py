@@ -1,11 +1,10 @@
-"""The node: wires store, broker and hub into the publish and catch-up paths.
+"""The node: wires store, broker and hub into the publish path.
 
 Publish: store (group commit; seq assigned in the transaction) -> broker ->
 every node's hub -> sockets. The ack is sent after the commit and the push.
-Catch-up: a connection with ``since`` joins the hub first (live frames are
-held by its cursor), then reads the store, then releases what was held, so
-nothing falls between the replay and the live stream. Topics follow the same
-rules, in ``topic_sync``.
+A new connection joins the hub and ``catchup`` brings its streams up to the
+store; inbox changes, subscriptions and the sweeper's removals travel the
+same way as notifications, as events outside the stream.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 import orjson
 
 from tidings.broker.base import Broker
-from tidings.core.cursor import StreamCursor
+from tidings.catchup import CatchUp
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
 from tidings.core.inbox import EVERYONE, Mark, check_topic
 from tidings.core.models import (
@@ -29,17 +28,19 @@ from tidings.core.models import (
     Publication,
     PublishResult,
 )
-from tidings.core.protocol import SendNotification, caught_up_frame, notification_frame
+from tidings.core.protocol import SendNotification, notification_frame
 from tidings.core.publish import DEFAULT_LIMITS, Limits, check_text, new_request
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
-from tidings.store.base import PAGE_LIMIT, Store
-from tidings.topic_sync import CLOSE_STORE_DOWN, TopicSync, drain
+from tidings.store.base import Store
 
 log = logging.getLogger("tidings.node")
 
 PRUNE_EVERY = 60.0
 """Seconds between sweeps of expired idempotency keys."""
+
+COUNTS_CHUNK = 500
+"""Users whose counts one read gets, when a topic event goes to many."""
 
 MAX_UNSENT = 100_000
 """Streams whose latest publication a node keeps through a broker outage."""
@@ -62,10 +63,12 @@ class Node:
         self.broker = broker
         self.encode = encode
         """Wraps an encoded frame for the transport (a WebSocket text frame)."""
-        self.hub = Hub(encode=encode, on_gap=self._on_gap, on_topic_event=self._on_topic_event)
-        self.topics = TopicSync(
-            store, self.hub, encode=encode, spawn=self._spawn, gap_wait=gap_wait
+        self.hub = Hub(
+            encode=encode,
+            on_gap=lambda conn, topic: self.catchup.on_gap(conn, topic),
+            on_topic_event=self._on_topic_event,
         )
+        self.catchup = CatchUp(store, self.hub, encode=encode, spawn=self._spawn, gap_wait=gap_wait)
         self.user_send = user_send
         self.gap_wait = gap_wait
         self.default_ttl_ms = int(default_ttl * 1000)
@@ -81,15 +84,12 @@ class Node:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._syncing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.node_id = secrets.token_urlsafe(6)
         """Names this node among its peers; every connection id starts with it."""
         self.on_attach: list[Callable[[Connection], None]] = []
         self.on_detach: list[Callable[[Connection], None]] = []
         """Told of each connection joining or leaving the hub (the cluster registry)."""
-        self._stale: set[str] = set()
-        """Connections whose running sync must read the store once more (a broker outage)."""
         self._unsent: dict[tuple[str, str | None], Publication] = {}
         """Per user (or topic), the latest publication the broker could not send; sent
         when it is back."""
@@ -340,7 +340,29 @@ class Node:
         await self._publish_events([Publication("", 0, payload, topic=topic)])
 
     def _on_topic_event(self, topic: str, payload: bytes, conns: list[Connection]) -> None:
-        self.topics.tell(topic, payload, conns)
+        if conns:
+            self._spawn(self._tell_each(payload, conns))
+
+    async def _tell_each(self, payload: bytes, conns: list[Connection]) -> None:
+        """Give each connected subscriber a topic event with their own counts
+        (read for all of them at once, a chunk at a time); without the store,
+        the event alone, which tells a client to read its counts again."""
+        by_user: dict[str, list[Connection]] = {}
+        for conn in conns:
+            by_user.setdefault(conn.user_id, []).append(conn)
+        event = orjson.loads(payload)
+        users = list(by_user)
+        for start in range(0, len(users), COUNTS_CHUNK):
+            chunk = users[start : start + COUNTS_CHUNK]
+            try:
+                counts = await self.store.counts_many(chunk)
+            except Unavailable as exc:
+                log.warning("cannot read counts", extra={"error": str(exc)})
+                counts = {}
+            for user in chunk:
+                found = counts.get(user)
+                own = orjson.dumps({**event, **found.to_json()}) if found else payload
+                self.hub.write(by_user[user], own)
 
     async def _publish_events(self, publications: list[Publication]) -> None:
         try:
@@ -350,7 +372,7 @@ class Node:
                 self.hub.deliver(publication)
             log.warning("broker publish failed", extra={"error": str(exc)})
 
-    # -- catch-up and gap repair ---------------------------------------------
+    # -- connections ---------------------------------------------------------
 
     def attach(
         self, conn: Connection, since: int | None, topics: Mapping[str, int] | None = None
@@ -360,30 +382,17 @@ class Node:
         ``topics`` (with ``since``) gives the position to resume each topic from;
         the user's other topics go live from the ``caughtUp`` frame on.
         """
-        replaying = since is not None
-        conn.topics = {EVERYONE: StreamCursor(syncing=replaying)}
-        for topic, seq in (topics or {}).items():
-            conn.topics[topic] = StreamCursor(seq, syncing=True)
+        self.catchup.prepare(conn, since, topics or {})
         self.hub.add(conn)
         for hook in self.on_attach:
             hook(conn)
-        self._spawn(self.topics.follow(conn, replaying))
-        if since is not None:
-            self._spawn(self.sync(conn, since=since, topics=dict(topics or {})))
-        elif not self.broker_up:
-            self._spawn(self._set_baselines([conn]))
+        self.catchup.start(conn, since, topics or {}, broker_up=self.broker_up)
 
     def detach(self, conn: Connection) -> None:
         self.hub.remove(conn)
-        self.topics.forget(conn)
+        self.catchup.forget(conn)
         for hook in self.on_detach:
             hook(conn)
-
-    def _on_gap(self, conn: Connection, topic: str | None) -> None:
-        if topic is not None:
-            self.topics.on_gap(conn, topic)
-        elif conn.id not in self._syncing:
-            self._spawn(self.sync(conn, wait=self.gap_wait))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -395,123 +404,14 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    async def sync(
-        self,
-        conn: Connection,
-        *,
-        since: int | None = None,
-        wait: float = 0,
-        topics: dict[str, int] | None = None,
-    ) -> None:
-        """Bring one connection up to the store's head, then release held frames.
-
-        With ``since`` this is the connect-time replay and ends with the
-        ``caughtUp`` frame; without it, a gap repair, which first waits
-        ``wait`` seconds for the missing frame to arrive by itself.
-        """
-        self._syncing.add(conn.id)
-        cursor = conn.cursor
-        try:
-            if wait:
-                await asyncio.sleep(wait)
-                frames, more = cursor.drain_held()
-                for frame in frames:
-                    conn.write_frame(frame)
-                if not more and not self._reread(conn):
-                    return
-            complete = True
-            first = True
-            while self.hub.get(conn.id) is conn:
-                after = cursor.last if cursor.last is not None else 0
-                page = await self.store.read_stream(conn.user_id, after_seq=after)
-                if first and since is not None:
-                    complete = page.trimmed <= since
-                first = False
-                for item in page.items:
-                    if cursor.last is None or item.seq > cursor.last:
-                        conn.write_frame(self.encode(notification_frame(item)))
-                        cursor.delivered(item.seq)
-                if len(page.items) >= PAGE_LIMIT:
-                    await drain(conn)
-                    continue
-                cursor.skip_to(page.head)
-                if since is not None:
-                    heads, topics_complete = await self.topics.catch_up(conn, topics or {})
-                    frame = caught_up_frame(
-                        page.head, complete=complete and topics_complete, topics=heads
-                    )
-                    conn.write_frame(self.encode(frame))
-                    since = None
-                    self.topics.release(conn)
-                frames, more = cursor.drain_held()
-                for frame in frames:
-                    conn.write_frame(frame)
-                if not more and not self._reread(conn):
-                    return
-        except Unavailable as exc:
-            log.error(
-                "sync failed, closing connection",
-                extra={"conn": conn.id, "user": conn.user_id, "error": str(exc)},
-            )
-            conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
-        except Exception:
-            # Never leave a connection syncing for good: it would receive nothing.
-            log.exception("sync failed, closing connection", extra={"conn": conn.id})
-            conn.close(CLOSE_STORE_DOWN, "internal error; reconnect with since")
-        finally:
-            self._syncing.discard(conn.id)
-            self._stale.discard(conn.id)
-
-    def _reread(self, conn: Connection) -> bool:
-        """Whether a repair asked this sync for one more read, started after its call."""
-        if conn.id not in self._stale:
-            return False
-        self._stale.discard(conn.id)
-        conn.cursor.syncing = True
-        return True
-
     def _on_broker_state(self, up: bool) -> None:
         self.broker_up = up
         if up:
             self._spawn(self.repair_all())
             self._spawn(self._resend())
         else:
-            self._spawn(self._set_baselines(list(self.hub)))
-
-    async def _set_baselines(self, conns: list[Connection]) -> None:
-        """A live-only connection starts from its first push, which a broker outage
-        may lose: start those that have had none from the stream's head instead."""
-        waiting = [conn for conn in conns if conn.cursor.last is None]
-        if not waiting:
-            return
-        try:
-            heads = await self.store.heads(list({conn.user_id for conn in waiting}))
-        except Unavailable as exc:
-            log.warning("cannot read stream heads", extra={"error": str(exc)})
-            return
-        for conn in waiting:
-            if conn.cursor.last is None:
-                conn.cursor.last = heads.get(conn.user_id, 0)
+            self._spawn(self.catchup.set_baselines(list(self.hub)))
 
     async def repair_all(self) -> None:
-        """After a broker outage: compare every local stream's head with what its
-        connections were sent, in one batched query, and sync those behind."""
-        users = self.hub.users()
-        for start in range(0, len(users), 1000):
-            chunk = users[start : start + 1000]
-            try:
-                heads = await self.store.heads(chunk)
-            except Unavailable as exc:
-                log.error("repair failed", extra={"users": len(chunk), "error": str(exc)})
-                return
-            for user in chunk:
-                for conn in self.hub.of_user(user):
-                    last = conn.cursor.last
-                    if last is None or heads.get(user, 0) <= last:
-                        continue
-                    if conn.id in self._syncing:
-                        self._stale.add(conn.id)
-                    else:
-                        conn.cursor.syncing = True
-                        self._spawn(self.sync(conn))
-        await self.topics.repair_all()
+        """After a broker outage: sync every local stream that is behind the store."""
+        await self.catchup.repair_all()

@@ -76,8 +76,9 @@ class WebSocketConnection(asyncio.Protocol):
         self.id = self.node.new_connection_id()
         self.user_id = ""
         self.identity: Identity | None = None
-        self.cursor = StreamCursor()
+        self.cursor: StreamCursor
         self.topics: dict[str, StreamCursor] = {}
+        """Both set by catch-up when the connection joins the node."""
         self.peer = ""
         self.open = False
         self.closing = False
@@ -254,7 +255,6 @@ class WebSocketConnection(asyncio.Protocol):
         self.user_id = identity.user_id
         self.user_agent = user_agent
         self.open = True
-        self.cursor = StreamCursor(since, syncing=since is not None)
         self._flush()
         log.info(
             "connected",
