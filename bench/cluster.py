@@ -179,7 +179,17 @@ def fanout(args: argparse.Namespace) -> int:
 
 def start_nodes(tmp: Path, count: int, db: str, broker: str) -> list[ServerProcess]:
     nodes = [
-        ServerProcess(tmp / f"node{i}", "--db", db, "--broker", broker, "--log-level", "warning")
+        ServerProcess(
+            tmp / f"node{i}",
+            "--db",
+            db,
+            "--broker",
+            broker,
+            "--log-level",
+            "warning",
+            "--user-send",
+            "any",
+        )
         for i in range(count)
     ]
     with ThreadPoolExecutor(count) as pool:

@@ -56,7 +56,7 @@ async def timed_publish(http: httpx.AsyncClient, body: dict[str, Any]) -> tuple[
 async def run(subscribers: int, connected: int, listed: int) -> dict[str, Any]:
     raise_fd_limit(connected + 1000)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
-        server = ServerProcess(Path(tmp), "--log-level", "warning").start()
+        server = ServerProcess(Path(tmp), "--log-level", "warning", "--user-send", "any").start()
         try:
             return await measure(server, subscribers, connected, listed)
         finally:

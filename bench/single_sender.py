@@ -74,7 +74,7 @@ async def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
-        server = ServerProcess(Path(tmp), "--log-level", "warning").start()
+        server = ServerProcess(Path(tmp), "--log-level", "warning", "--user-send", "any").start()
         try:
             url = f"{server.ws_url}?token={server.token('sender')}"
             seq_rate = await sequential(url, min(args.count, 2000))

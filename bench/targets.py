@@ -81,6 +81,8 @@ def _tidings(rt: Runtimes, port: int, secret: str, data: Path) -> list[str]:
         "warning",
         "--drain-grace",
         "0",
+        "--user-send",
+        "any",
     ]
 
 

@@ -103,7 +103,7 @@ def test_backoff_and_urls() -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "data").start()
+    proc = ServerProcess(tmp_path / "data", "--user-send", "any").start()
     yield proc
     proc.stop()
 
@@ -134,7 +134,7 @@ async def test_send_returns_the_ack_and_the_recipient_iterates_it(server: Server
 
 
 async def test_resume_across_a_restart_with_a_send_queued_while_down(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data").start()
+    server = ServerProcess(tmp_path / "data", "--user-send", "any").start()
     bob = TidingsClient(
         server.url, token_factory=lambda: server.token("bob"), min_delay=0.05, max_delay=0.5
     )

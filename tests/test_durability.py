@@ -9,7 +9,7 @@ from tests.wsclient import open_ws, recv_json, recv_until, send_json
 
 
 async def test_kill_9_after_acks_loses_nothing(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data").start()
+    server = ServerProcess(tmp_path / "data", "--user-send", "any").start()
     senders = [await open_ws(server.ws_url, token=server.token(f"s{i}")) for i in range(5)]
     for n, ws in enumerate(senders):
         for i in range(200):

@@ -15,7 +15,7 @@ from tests.wsclient import open_ws, recv_json, recv_until, send_json
 
 
 async def test_sigterm_drains_then_closes_with_1012_and_exits_0(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", "--drain-grace", "1.5").start()
+    server = ServerProcess(tmp_path / "data", "--drain-grace", "1.5", "--user-send", "any").start()
     bob = await open_ws(server.ws_url, token=server.token("bob"))
     alice = await open_ws(server.ws_url, token=server.token("alice"))
     server.signal(signal.SIGTERM)

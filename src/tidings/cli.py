@@ -86,7 +86,7 @@ def cli() -> None:
     type=click.Choice(["any", "self", "none"]),
     default=None,
     help="Whom user tokens may send to over the WebSocket "
-    "[default: self; any with --allow-user-id].",
+    "[default: self; any with --allow-user-id or --dev-login].",
     **_env("USER_SEND"),
 )
 @click.option(

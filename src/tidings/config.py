@@ -44,8 +44,8 @@ class Settings:
     user_send: str | None = None
     """Whom a user token may send to over the WebSocket: any, self or none.
     None: ``self`` (a stranger cannot fill someone's inbox; backends publish to
-    anyone with an admin token), or ``any`` with ``allow_user_id``, where the
-    seed's clients send to each other."""
+    anyone with an admin token), or ``any`` with ``allow_user_id`` or
+    ``dev_login`` (the seed's clients and local trials send to each other)."""
     durable: bool = True
     """fsync every commit (SQLite synchronous=FULL); False trades power-loss safety for speed."""
     max_frame_bytes: int = 128 * 1024
@@ -89,7 +89,7 @@ class Settings:
     def user_send_policy(self) -> str:
         if self.user_send is not None:
             return self.user_send
-        return "any" if self.allow_user_id else "self"
+        return "any" if self.allow_user_id or self.dev_login else "self"
 
     @property
     def multi_node(self) -> bool:

@@ -121,7 +121,10 @@ class Node:
             if self.user_send == "none":
                 raise Forbidden("this server does not let users send notifications")
             if self.user_send == "self" and action.user_id != sender.user_id:
-                raise Forbidden("this server lets users send notifications only to themselves")
+                raise Forbidden(
+                    "this server lets users send notifications only to themselves "
+                    "(--user-send any lets them send to anyone)"
+                )
         return await self.publish(
             [action.user_id],
             action.message,
