@@ -80,7 +80,7 @@ export class Server {
     this.proc = spawn(
       python(),
       ["-m", "tidings", "serve", "--port", String(this.port), "--data-dir", this.dataDir,
-        "--drain-grace", "0.1", ...this.args],
+        "--drain-grace", "0.1", "--user-send", "any", ...this.args],
       { env: { ...process.env, TIDINGS_SECRET: SECRET }, stdio: ["ignore", log, log] },
     );
     const proc = this.proc;
