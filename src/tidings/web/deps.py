@@ -22,9 +22,22 @@ async def identity(
     """The caller, from ``Authorization: Bearer <token>``. Async on purpose:
     FastAPI runs a plain function dependency in a worker thread, a thread hop
     per request for a check that takes microseconds."""
+    verified: Identity | None = request.scope.get(VERIFIED)
+    if verified is not None:
+        return verified
+    return bearer(runtime_of(request).secret, authorization)
+
+
+VERIFIED = "tidings.identity"
+"""Scope key of the identity already verified from this request's Authorization
+(the check made before the body is read), so a route does not verify it again."""
+
+
+def bearer(secret: str, authorization: str | None) -> Identity:
+    """The identity a bearer ``Authorization`` value carries; AuthError if none or bad."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthError("missing token: send Authorization: Bearer <token>")
-    return verify(runtime_of(request).secret, authorization[7:].strip())
+    return verify(secret, authorization[7:].strip())
 
 
 async def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:
