@@ -153,6 +153,54 @@ def cli() -> None:
     **_env("MAX_CONNECTIONS_PER_USER"),
 )
 @click.option(
+    "--max-header-bytes",
+    default=64 * 1024,
+    type=click.IntRange(1024),
+    show_default=True,
+    help="A larger request head gets 431.",
+    **_env("MAX_HEADER_BYTES"),
+)
+@click.option(
+    "--max-headers",
+    default=100,
+    type=click.IntRange(1),
+    show_default=True,
+    help="More header fields get 431.",
+    **_env("MAX_HEADERS"),
+)
+@click.option(
+    "--max-body-bytes",
+    default=12 * 1024 * 1024,
+    type=click.IntRange(1024),
+    show_default=True,
+    help="A larger request body gets 413 (from Content-Length, before reading it).",
+    **_env("MAX_BODY_BYTES"),
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    type=click.FloatRange(0.1),
+    show_default=True,
+    help="Seconds to send a request head (and a WebSocket handshake); then 408.",
+    **_env("HEADER_TIMEOUT"),
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    type=click.FloatRange(0.1),
+    show_default=True,
+    help="Seconds to send a request body after its head; then 408.",
+    **_env("BODY_TIMEOUT"),
+)
+@click.option(
+    "--max-incomplete-requests",
+    default=1024,
+    type=click.IntRange(1),
+    show_default=True,
+    help="Connections sending a head with the full --header-timeout; others get 1 s.",
+    **_env("MAX_INCOMPLETE_REQUESTS"),
+)
+@click.option(
     "--allowed-origins",
     default="",
     help="Comma-separated browser origins allowed for CORS and WebSocket handshakes "
@@ -227,6 +275,12 @@ def serve(**options: Any) -> None:
         drain_grace=options["drain_grace"],
         send_buffer_limit=options["send_buffer_limit"],
         max_connections_per_user=options["max_connections_per_user"],
+        max_header_bytes=options["max_header_bytes"],
+        max_headers=options["max_headers"],
+        max_body_bytes=options["max_body_bytes"],
+        header_timeout=options["header_timeout"],
+        body_timeout=options["body_timeout"],
+        max_incomplete_requests=options["max_incomplete_requests"],
         allowed_origins=tuple(
             o.strip() for o in options["allowed_origins"].split(",") if o.strip()
         ),

@@ -61,6 +61,20 @@ class Settings:
     """Bytes queued for one slow client before it is disconnected (1008)."""
     max_connections_per_user: int = 0
     """0 for no limit; past it handshakes get 429."""
+    max_header_bytes: int = 64 * 1024
+    """A request head (request line and header fields) over this gets 431."""
+    max_headers: int = 100
+    """More header fields than this get 431."""
+    max_body_bytes: int = 12 * 1024 * 1024
+    """A request body over this gets 413, refused from Content-Length before it is
+    read. 12 MiB admits the largest valid publish in compact UTF-8 JSON: 10,000
+    user ids of 256 four-byte characters (10.3 MB), the longest message and data."""
+    header_timeout: float = 10.0
+    """Seconds from connecting (or a request's first byte) to a complete request head."""
+    body_timeout: float = 30.0
+    """Seconds from a request's head to the end of its body; past either, 408."""
+    max_incomplete_requests: int = 1024
+    """Connections sending a request head that get the full header timeout; more get 1 s."""
     gap_wait: float = 0.05
     """Seconds a node holds an early frame waiting for the one before it."""
     allowed_origins: tuple[str, ...] = ()

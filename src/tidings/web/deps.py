@@ -22,10 +22,23 @@ async def identity(
     """The caller, from ``Authorization: Bearer <token>``. Async on purpose:
     FastAPI runs a plain function dependency in a worker thread, a thread hop
     per request for a check that takes microseconds."""
+    verified: Identity | None = request.scope.get(VERIFIED)
+    if verified is not None:
+        return verified
+    return authenticate(runtime_of(request).secret, authorization)
+
+
+VERIFIED = "tidings.identity"
+"""Scope key of the identity already verified from this request's Authorization
+(the check made before the body is read), so a route does not verify it again."""
+
+
+def authenticate(secret: str, authorization: str | None) -> Identity:
+    """The identity a bearer ``Authorization`` value carries; AuthError if none or bad."""
     token = bearer(authorization)
     if token is None:
         raise AuthError("missing token: send Authorization: Bearer <token>")
-    return verify(runtime_of(request).secret, token)
+    return verify(secret, token)
 
 
 async def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:

@@ -1,7 +1,8 @@
 """Runs the node behind uvicorn: HTTP API on ASGI, /ws on our own protocol class.
 
-One port: uvicorn parses HTTP and hands WebSocket upgrades to
-``WebSocketConnection``. SIGTERM/SIGINT start a drain: readiness and new
+One port: uvicorn parses HTTP (through ``LimitedHttpProtocol``, which bounds
+request heads, bodies and the time to send them) and hands WebSocket
+upgrades to ``WebSocketConnection``. SIGTERM/SIGINT start a drain: readiness and new
 handshakes answer 503 for the grace period, then in-flight sends finish and
 sockets close with 1012; a second signal stops at once.
 """
@@ -19,6 +20,7 @@ import time
 from types import FrameType
 
 import uvicorn
+from starlette.middleware import Middleware
 
 from tidings.aws.web import install as install_gateway
 from tidings.broker import open_broker
@@ -30,12 +32,15 @@ from tidings.store import open_store
 from tidings.web.frames import text_frame
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
+from tidings.web.limits import BearerFirst, LimitedHttpProtocol, RequestLimits
 from tidings.web.management import management_router
 from tidings.web.runtime import Runtime
 from tidings.web.ws import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT, WebSocketConnection
 
 log = logging.getLogger("tidings.server")
 
+KEEP_ALIVE_TIMEOUT = 5
+"""Seconds an idle keep-alive connection stays open after a response (uvicorn's default)."""
 GC_THRESHOLD = 10_000
 """Net new container objects between young collections (CPython's default: 700)."""
 
@@ -105,6 +110,16 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     app = build_app(runtime)
     app.include_router(management_router(runtime, cluster))
     gateway = install_gateway(app, runtime)
+    # Innermost (appended, not added): inside CORS, so a 401 carries its headers.
+    app.user_middleware.append(Middleware(BearerFirst, secret=runtime.secret))
+    limits = RequestLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        max_body_bytes=settings.max_body_bytes,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_incomplete=settings.max_incomplete_requests,
+    )
     background = [
         asyncio.create_task(
             run_heartbeat(node.hub, interval=settings.ping_interval, timeout=settings.ping_timeout)
@@ -114,7 +129,8 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     config = uvicorn.Config(
         app,
         ws=functools.partial(WebSocketConnection, runtime),  # type: ignore[arg-type]
-        http="httptools",
+        http=functools.partial(LimitedHttpProtocol, limits),  # type: ignore[arg-type]
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
         lifespan="off",
         log_config=None,
         access_log=True,
