@@ -152,8 +152,8 @@ class CatchUp:
                 if since is not None:
                     heads, topics_complete = await self._catch_up_topics(conn, topics or {})
                     complete = topics_complete and first_trimmed <= since
-                    conn.write_frame(self.encode(caught_up_frame(page.head, complete=complete,
-                                                                 topics=heads)))  # fmt: skip
+                    frame = caught_up_frame(page.head, complete=complete, topics=heads)
+                    conn.write_frame(self.encode(frame))
                     since = None
                     self._release_topics(conn)
                 if not self._release(conn, cursor) and not self._reread(conn):
@@ -331,8 +331,10 @@ class CatchUp:
         """Never leave a connection syncing for good (it would receive nothing):
         close it, and the client resumes with ``since``."""
         if isinstance(exc, Unavailable):
-            log.error("sync failed, closing connection",
-                      extra={"conn": conn.id, "user": conn.user_id, "error": str(exc)})  # fmt: skip
+            log.error(
+                "sync failed, closing connection",
+                extra={"conn": conn.id, "user": conn.user_id, "error": str(exc)},
+            )
             conn.close(CLOSE_STORE_DOWN, "store unavailable; reconnect with since")
         else:
             log.error("sync failed, closing connection", extra={"conn": conn.id}, exc_info=exc)

@@ -32,7 +32,7 @@ from tidings.core.protocol import SendNotification, notification_frame
 from tidings.core.publish import DEFAULT_LIMITS, Limits, check_text, new_request
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
-from tidings.store.base import Store
+from tidings.store.base import Expired, Store
 
 log = logging.getLogger("tidings.node")
 
@@ -70,7 +70,6 @@ class Node:
         )
         self.catchup = CatchUp(store, self.hub, encode=encode, spawn=self._spawn, gap_wait=gap_wait)
         self.user_send = user_send
-        self.gap_wait = gap_wait
         self.default_ttl_ms = int(default_ttl * 1000)
         """Lifetime of a notification published without ``expiresAt``; 0: forever."""
         self.limits = limits
@@ -165,9 +164,9 @@ class Node:
         self._idle.clear()
         try:
             result = await self.store.append(request)
-            if self.max_stored and result.stored:
-                self._note_over_cap(result)
             if result.stored:
+                if self.max_stored:
+                    self._note_over_cap(result)
                 try:
                     await self._push(result)
                 except Exception:
@@ -257,11 +256,7 @@ class Node:
             swept = await self.store.expire(now_ms=time.time_ns() // 1_000_000)
             for expired in swept:
                 removed += len(expired.ids)
-                change = {"action": "expire", "ids": list(expired.ids)}
-                if expired.topic is not None or expired.counts is None:
-                    await self._push_topic_event(expired.topic or EVERYONE, change)
-                else:
-                    await self._push_inbox(expired.user_id, change, expired.counts)
+                await self._announce(expired)
             if sum(len(e.ids) for e in swept) < 5000:
                 return removed + await self._trim()
 
@@ -282,10 +277,16 @@ class Node:
                 removed += len(trimmed.ids)
                 if len(trimmed.ids) >= limit:
                     self._over_cap.add(trimmed.user_id)
-                assert trimmed.counts is not None
-                change = {"action": "expire", "ids": list(trimmed.ids)}
-                await self._push_inbox(trimmed.user_id, change, trimmed.counts)
+                await self._announce(trimmed)
         return removed
+
+    async def _announce(self, expired: Expired) -> None:
+        """Tell the owner's connections (or a topic's subscribers) what went."""
+        change = {"action": "expire", "ids": list(expired.ids)}
+        if expired.topic is not None or expired.counts is None:
+            await self._push_topic_event(expired.topic or EVERYONE, change)
+        else:
+            await self._push_inbox(expired.user_id, change, expired.counts)
 
     async def run_sweeper(self, interval: float) -> None:
         """Every ``interval`` seconds: expire notifications and old idempotency keys."""

@@ -115,11 +115,6 @@ def unshowable(raw: str | bytes) -> bool:
     return _decode(raw)[1] is not None
 
 
-SUSPECT_DEPTH = MAX_DATA_DEPTH
-"""A stored ``data`` with more opening brackets than this may be too deep
-(a SQL pre-filter, so the upgrade decodes only those)."""
-
-
 def _decode(raw: str | bytes) -> tuple[JSONObject | None, str | None]:
     try:
         data = orjson.loads(raw)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tidings.core.inbox import InboxFilter, InboxQuery
-from tidings.core.publish import SUSPECT_DEPTH, unshowable
+from tidings.core.publish import MAX_DATA_DEPTH, unshowable
 from tidings.store import postgres_topics as topics
 
 log = logging.getLogger("tidings.store")
@@ -33,13 +33,14 @@ log = logging.getLogger("tidings.store")
 
 async def remove_unshowable_data(conn: Any) -> None:
     """Migration 5: drop ``data`` that no answer could carry (nested too deep,
-    stored before such data was refused), keeping the rest of each row."""
+    stored before such data was refused), keeping the rest of each row. Only
+    rows with more opening brackets than the depth allowed are decoded."""
     repaired = 0
     for table, key in (("notifications", "user_id"), ("topic_notifications", "topic")):
         rows = await conn.fetch(
             f"SELECT {key} AS owner, seq, data FROM {table} WHERE data IS NOT NULL"
             " AND length(data) - length(translate(data, '{[', '')) > $1",
-            SUSPECT_DEPTH,
+            MAX_DATA_DEPTH,
         )
         bad = [(row["owner"], row["seq"]) for row in rows if unshowable(row["data"])]
         await conn.executemany(f"UPDATE {table} SET data = NULL WHERE {key} = $1 AND seq = $2", bad)

@@ -6,20 +6,21 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
-from tidings.core.publish import SUSPECT_DEPTH, unshowable
+from tidings.core.publish import MAX_DATA_DEPTH, unshowable
 
 log = logging.getLogger("tidings.store")
 
 
 def remove_unshowable_data(conn: sqlite3.Connection) -> None:
     """Migration 5: drop ``data`` that no answer could carry (nested too deep,
-    stored before such data was refused), keeping the rest of each row."""
+    stored before such data was refused), keeping the rest of each row. Only
+    rows with more opening brackets than the depth allowed are decoded."""
     repaired = 0
     for table, key in (("notifications", "user_id"), ("topic_notifications", "topic")):
         rows = conn.execute(
             f"SELECT {key}, seq, data FROM {table} WHERE data IS NOT NULL"
             " AND length(data) - length(replace(replace(data, '{', ''), '[', '')) > ?",
-            (SUSPECT_DEPTH,),
+            (MAX_DATA_DEPTH,),
         ).fetchall()
         bad = [(owner, seq) for owner, seq, data in rows if unshowable(data)]
         conn.executemany(f"UPDATE {table} SET data = NULL WHERE {key} = ? AND seq = ?", bad)
