@@ -35,7 +35,8 @@ def user_token(user: str, *, secret: str = SECRET) -> str:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path / "data").start()
+    # No history cap: the counts below check that every acked send is stored.
+    proc = ServerProcess(tmp_path / "data", "--max-stored-per-user", "0").start()
     yield proc
     proc.stop()
 

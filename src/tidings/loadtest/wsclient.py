@@ -26,6 +26,8 @@ from picows import WSListener, WSMsgType, WSTransport, ws_connect
 from tidings.loadtest.wire import SOCKETIO, TIDINGS
 
 SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
+NOTIFICATION = b'{"type":"notification"'
+"""How a notification frame starts: other events (expire, counts) are not deliveries."""
 LOOPBACK_SOURCES = tuple(f"127.0.0.{host}" for host in range(2, 18))
 """Source addresses for loopback clients: each has its own ephemeral port range,
 so 20k connections to one server never make the kernel hunt for a free port.
@@ -117,7 +119,7 @@ class Client(WSListener):
                 self._socketio_frame(transport, frame.get_payload_as_bytes())
             elif self.sampled or self._acks or self.on_json is not None:
                 self._tidings_frame(frame.get_payload_as_bytes())
-            else:
+            elif frame.get_payload_as_memoryview()[: len(NOTIFICATION)] == NOTIFICATION:
                 self.received += 1
                 self.tally.delivered += 1
         elif kind is WSMsgType.CLOSE:
