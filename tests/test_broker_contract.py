@@ -118,7 +118,7 @@ class TestRedisBroker(BrokerContract):
             await broker.ping()
 
     async def test_url_options(self) -> None:
-        from tidings.broker.redis import RedisBroker
+        from tidings.broker.redis.broker import RedisBroker
 
         broker = RedisBroker.from_url("redis://h:6380/2?prefix=acme&socket_keepalive=yes")
         assert (broker.url, broker.channel) == ("redis://h:6380/2?socket_keepalive=yes", "acme:pub")
@@ -127,7 +127,7 @@ class TestRedisBroker(BrokerContract):
 
 def test_encoding_round_trips_and_rejects_garbage() -> None:
     require_driver("redis")
-    from tidings.broker.redis import HEADER, decode, encode
+    from tidings.broker.redis.broker import HEADER, decode, encode
 
     publication = Publication("zoë", 2**63 - 1, b'{"a":1}\x00\xff')
     message = encode(publication)
@@ -224,7 +224,7 @@ async def test_redis_outage_is_reported_and_survived(own_redis: RedisServer) -> 
 
 async def test_silent_redis_is_detected_by_ping(own_redis: RedisServer) -> None:
     """A frozen server keeps its sockets open; only the watcher's ping notices."""
-    from tidings.broker.redis import RedisBroker
+    from tidings.broker.redis.broker import RedisBroker
 
     broker = RedisBroker(f"redis://127.0.0.1:{own_redis.port}/0", ping_interval=0.2, timeout=0.5)
     recorder = Recorder()

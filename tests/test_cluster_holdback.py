@@ -65,8 +65,16 @@ class FakeConnection:
         self.cursor = StreamCursor()
         self.last_seen = 0.0
         self.last_ping = 0.0
+        self.connected_at = self.last_active = 0.0
+        self.source_ip = self.user_agent = ""
         self.frames: list[dict[str, Any]] = []
         self.closed: int | None = None
+
+    async def drain(self) -> None:
+        return None
+
+    def pause_reading(self) -> None:
+        return None
 
     def write_frame(self, frame: bytes) -> None:
         self.frames.append(orjson.loads(frame))

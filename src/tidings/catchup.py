@@ -38,13 +38,6 @@ ReadPage = Callable[[int], Awaitable[StreamPage]]
 """Reads the page of a stream after a seq."""
 
 
-async def drain(conn: Connection) -> None:
-    """Wait until the connection's send buffer has room (if it can say)."""
-    wait = getattr(conn, "drain", None)
-    if wait is not None:
-        await wait()
-
-
 class CatchUp:
     def __init__(
         self,
@@ -316,7 +309,7 @@ class CatchUp:
             if len(page.items) < PAGE_LIMIT:
                 cursor.skip_to(page.head)
                 return page, first_trimmed
-            await drain(conn)
+            await conn.drain()
 
     @staticmethod
     def _release(conn: Connection, cursor: StreamCursor) -> bool:

@@ -8,6 +8,7 @@ for every subscriber, so a broadcast is one frame written N times.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -19,7 +20,8 @@ from tidings.core.models import Publication
 
 
 class Connection(Protocol):
-    """What the hub needs of a client connection (the transport implements it)."""
+    """What the engine needs of a client connection, whatever its transport:
+    the hub, catch-up, heartbeat, drain and the cluster use nothing else."""
 
     id: str
     user_id: str
@@ -30,6 +32,15 @@ class Connection(Protocol):
     last_seen: float
     """Loop time of the last byte received: any traffic proves the peer alive."""
     last_ping: float
+    connected_at: float
+    """Wall-clock seconds of the handshake (the management API shows it)."""
+    source_ip: str
+    user_agent: str
+
+    @property
+    def last_active(self) -> float:
+        """Wall-clock seconds of the last bytes received from the client."""
+        ...
 
     def ping(self) -> None: ...
 
@@ -37,9 +48,18 @@ class Connection(Protocol):
         """Drop the socket at once (a peer that stopped answering)."""
 
     def write_frame(self, frame: bytes) -> None:
-        """Write a ready WebSocket frame; a connection too slow to take it closes itself."""
+        """Write a ready frame; a connection too slow to take it closes itself."""
+
+    async def drain(self) -> None:
+        """Wait until the send buffer has room (catch-up pages wait on it)."""
+
+    def pause_reading(self) -> None:
+        """Read nothing more from the client (a draining node takes no new sends)."""
 
     def close(self, code: int, reason: str) -> None: ...
+
+
+ConnectionHandler = Callable[[Connection], None]
 
 
 GapHandler = Callable[[Connection, str | None], None]
@@ -65,14 +85,30 @@ class Hub:
         self._by_id: dict[str, Connection] = {}
         self._by_topic: dict[str, dict[str, Connection]] = {}
         """Subscribers of each topic but ``everyone``, which is every connection."""
+        self._on_add: list[ConnectionHandler] = []
+        self._on_remove: list[ConnectionHandler] = []
         self.deliveries = 0
         """Frames written by fan-out since start (for metrics)."""
+
+    def listen(self, on_add: ConnectionHandler, on_remove: ConnectionHandler) -> None:
+        """Tell ``on_add``/``on_remove`` of each connection joining or leaving
+        (the cluster's registry mirrors them)."""
+        self._on_add.append(on_add)
+        self._on_remove.append(on_remove)
+
+    def unlisten(self, on_add: ConnectionHandler, on_remove: ConnectionHandler) -> None:
+        with contextlib.suppress(ValueError):
+            self._on_add.remove(on_add)
+        with contextlib.suppress(ValueError):
+            self._on_remove.remove(on_remove)
 
     def add(self, conn: Connection) -> None:
         self._by_id[conn.id] = conn
         self._by_user.setdefault(conn.user_id, {})[conn.id] = conn
         for topic in conn.topics:
             self._join(conn, topic)
+        for handler in self._on_add:
+            handler(conn)
 
     def remove(self, conn: Connection) -> None:
         if self._by_id.pop(conn.id, None) is None:
@@ -84,6 +120,8 @@ class Hub:
                 del self._by_user[conn.user_id]
         for topic in conn.topics:
             self._leave(conn, topic)
+        for handler in self._on_remove:
+            handler(conn)
 
     def subscribe(self, conn: Connection, topic: str, cursor: StreamCursor) -> None:
         """Start delivering ``topic`` to ``conn`` under ``cursor``'s rules."""
@@ -143,6 +181,14 @@ class Hub:
         frame = self._encode(payload)
         for conn in conns:
             conn.write_frame(frame)
+
+    def post(self, connection_id: str, payload: bytes) -> bool:
+        """Write ``payload`` as is to one connection; False if it is not on this node."""
+        conn = self._by_id.get(connection_id)
+        if conn is None:
+            return False
+        conn.write_frame(self._encode(payload))
+        return True
 
     def _subscribers(self, topic: str) -> list[Connection]:
         if topic == EVERYONE:

@@ -86,9 +86,6 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self.node_id = secrets.token_urlsafe(6)
         """Names this node among its peers; every connection id starts with it."""
-        self.on_attach: list[Callable[[Connection], None]] = []
-        self.on_detach: list[Callable[[Connection], None]] = []
-        """Told of each connection joining or leaving the hub (the cluster registry)."""
         self._unsent: dict[tuple[str, str | None], Publication] = {}
         """Per user (or topic), the latest publication the broker could not send; sent
         when it is back."""
@@ -388,15 +385,11 @@ class Node:
         """
         self.catchup.prepare(conn, since, topics or {})
         self.hub.add(conn)
-        for hook in self.on_attach:
-            hook(conn)
         self.catchup.start(conn, since, topics or {}, broker_up=self.broker_up)
 
     def detach(self, conn: Connection) -> None:
         self.hub.remove(conn)
         self.catchup.forget(conn)
-        for hook in self.on_detach:
-            hook(conn)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tidings.aws.web import ManagementCaller
-from tidings.cluster import Cluster, Gone
+from tidings.broker import Cluster, Gone
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
 from tidings.web.deps import Caller
 from tidings.web.runtime import Runtime

@@ -23,8 +23,7 @@ import uvicorn
 from starlette.middleware import Middleware
 
 from tidings.aws.web import install as install_gateway
-from tidings.broker import open_broker
-from tidings.cluster import open_cluster
+from tidings.broker import open_broker, open_cluster
 from tidings.config import Settings
 from tidings.logs import redact_url
 from tidings.node import Node
@@ -84,9 +83,7 @@ class TidingsServer(uvicorn.Server):
         log.info("draining", extra={"signal": reason, "grace": grace, "connections": len(node.hub)})
         await asyncio.sleep(grace)
         for conn in node.hub:
-            transport = getattr(conn, "transport", None)
-            if transport is not None:
-                transport.pause_reading()
+            conn.pause_reading()
         try:
             await asyncio.wait_for(node.wait_idle(), timeout=30)
         except TimeoutError:
@@ -105,7 +102,9 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         )
     node = runtime.node
     await node.start()
-    cluster = open_cluster(settings.broker, node, node_ttl=settings.node_ttl)
+    cluster = open_cluster(
+        settings.broker, node.hub, node.node_id, node.repair_all, node_ttl=settings.node_ttl
+    )
     await cluster.start()
     app = build_app(runtime)
     app.include_router(management_router(runtime, cluster))

@@ -400,6 +400,10 @@ class WebSocketConnection(asyncio.Protocol):
         """Wall-clock time of the last bytes received from the client."""
         return time.time() - (self.loop.time() - self.last_seen)
 
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its high-water mark."""
         if self._writable is not None:

@@ -14,33 +14,25 @@ A node beats every ``node_ttl / 3`` seconds, reaps the entries of nodes whose
 heartbeat expired, and rewrites its own entries (``Registry.rebuild``) when
 its heartbeat or its link was lost. When a peer's heartbeat disappears, and
 every ``audit_interval`` in any case, it asks the node to compare its
-connections with the store's heads (``Node.repair_all``): the safety net for
-a notification that a node committed and then died before publishing.
+connections with the store's heads (the ``repair`` it was handed): the safety
+net for a notification that a node committed and then died before publishing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from tidings.broker.redis import LINK_ERRORS, listen
-from tidings.cluster import local
-from tidings.cluster.base import ConnectionInfo, Gone, Presence, node_of
-from tidings.cluster.registry import Registry
-from tidings.core.errors import ConfigError, Unavailable
+from tidings.broker import local
+from tidings.broker.cluster import ConnectionInfo, Gone, Member, Members, Presence, Repair, node_of
+from tidings.broker.redis.link import LINK_ERRORS, Backoff, connect, hold, split_prefix
+from tidings.broker.redis.registry import Registry
+from tidings.core.errors import Unavailable
 from tidings.core.models import JSONObject
-from tidings.hub import Connection
-from tidings.logs import redact_url
-from tidings.node import Node
 
 log = logging.getLogger("tidings.cluster")
 
@@ -48,7 +40,9 @@ log = logging.getLogger("tidings.cluster")
 class RedisCluster:
     def __init__(
         self,
-        node: Node,
+        members: Members,
+        node_id: str,
+        repair: Repair,
         url: str,
         *,
         prefix: str = "tidings",
@@ -59,17 +53,16 @@ class RedisCluster:
         min_backoff: float = 0.1,
         max_backoff: float = 2.0,
     ) -> None:
-        self.node = node
-        self.node_id = node.node_id
+        self.members = members
+        self.node_id = node_id
+        self.repair = repair
         self.url = url
-        self.registry = Registry(prefix, node.node_id, ttl=node_ttl)
+        self.registry = Registry(prefix, node_id, ttl=node_ttl)
         self.node_ttl = node_ttl
         self.timeout = timeout
         """Seconds a routed call may take before it answers 503."""
-        self.ping_interval = ping_interval
+        self.backoff = Backoff(timeout, ping_interval, min_backoff, max_backoff)
         self.audit_interval = audit_interval
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
         self.up = False
         """True while this node's subscription holds: calls can be routed."""
         self._client: Any = None
@@ -85,44 +78,35 @@ class RedisCluster:
         """Other nodes alive at the last beat."""
 
     @classmethod
-    def from_url(cls, node: Node, url: str, *, node_ttl: float = 10.0) -> RedisCluster:
-        """The broker's URL: the same Redis and ``prefix``; redis-py gets the rest."""
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        prefixes = [value for name, value in query if name == "prefix"]
-        rest = [(name, value) for name, value in query if name != "prefix"]
-        prefix = prefixes[-1] if prefixes else "tidings"
-        if not prefix:
-            raise ConfigError(f"empty prefix in Redis URL {redact_url(url)!r}")
-        url = urlunsplit(parts._replace(query=urlencode(rest)))
-        return cls(node, url, prefix=prefix, node_ttl=node_ttl)
+    def from_url(
+        cls, members: Members, node_id: str, repair: Repair, url: str, *, node_ttl: float = 10.0
+    ) -> RedisCluster:
+        """The broker's URL: the same Redis and ``prefix``."""
+        url, prefix = split_prefix(url)
+        return cls(members, node_id, repair, url, prefix=prefix, node_ttl=node_ttl)
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         """Begin mirroring this node's connections; never fails for a Redis that is
-        down (the broker already refused to start then): the watcher keeps trying."""
-        try:
-            self._client = Redis.from_url(
-                self.url,
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                socket_keepalive=True,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad Redis URL {redact_url(self.url)!r}: {exc}") from None
-        self._live = {conn.id: conn.user_id for conn in self.node.hub}
-        self.node.on_attach.append(self._added)
-        self.node.on_detach.append(self._removed)
-        for name, loop in (("watch", self._watch), ("beat", self._beat), ("write", self._write)):
-            self._tasks.append(asyncio.create_task(loop(), name=f"tidings-cluster-{name}"))
+        down (the broker already refused to start then): the link keeps trying."""
+        self._client = connect(self.url, self.timeout)
+        self._live = {conn.id: conn.user_id for conn in self.members}
+        self.members.listen(self._added, self._removed)
+        link = hold(
+            self._client,
+            self.registry.channel(self.node_id),
+            name="Redis cluster",
+            on_message=self._on_message,
+            on_up=self._link_up,
+            on_down=self._link_down,
+            backoff=self.backoff,
+        )
+        for name, loop in (("watch", link), ("beat", self._beat()), ("write", self._write())):
+            self._tasks.append(asyncio.create_task(loop, name=f"tidings-cluster-{name}"))
 
     async def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.node.on_attach.remove(self._added)
-        with contextlib.suppress(ValueError):
-            self.node.on_detach.remove(self._removed)
+        self.members.unlisten(self._added, self._removed)
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -143,11 +127,11 @@ class RedisCluster:
 
     # -- the registry --------------------------------------------------------
 
-    def _added(self, conn: Connection) -> None:
+    def _added(self, conn: Member) -> None:
         self._live[conn.id] = conn.user_id
         self._change(True, conn.id, conn.user_id)
 
-    def _removed(self, conn: Connection) -> None:
+    def _removed(self, conn: Member) -> None:
         user_id = self._live.pop(conn.id, None)
         if user_id is not None:
             self._change(False, conn.id, user_id)
@@ -208,54 +192,20 @@ class RedisCluster:
             if lost or due:
                 audited = loop.time()
                 try:
-                    await self.node.repair_all()
+                    await self.repair()
                 except Exception:
                     log.exception("repair failed")
             await asyncio.sleep(interval)
 
     # -- the link ------------------------------------------------------------
 
-    async def _subscribe(self) -> Any:
-        pubsub = self._client.pubsub()
-        try:
-            async with asyncio.timeout(self.timeout):
-                await pubsub.subscribe(self.registry.channel(self.node_id))
-                while True:
-                    message = await pubsub.get_message(timeout=self.timeout)
-                    if message is not None and message["type"] == "subscribe":
-                        return pubsub
-        except BaseException:
-            await pubsub.aclose()
-            raise
+    def _link_up(self) -> None:
+        self.up = True
+        self._rebuild = True
+        self._wake.set()
 
-    async def _watch(self) -> None:
-        """Hold the subscription; on loss mark the link down and reconnect with backoff."""
-        delay = self.min_backoff
-        while True:
-            try:
-                pubsub = await self._subscribe()
-            except Exception as exc:
-                log.debug("cluster link still down", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-                continue
-            delay = self.min_backoff
-            with contextlib.suppress(*LINK_ERRORS):
-                await self._client.connection_pool.disconnect(inuse_connections=False)
-            self.up = True
-            self._rebuild = True
-            self._wake.set()
-            try:
-                await self._listen(pubsub)
-            except Exception as exc:
-                report = log.warning if isinstance(exc, LINK_ERRORS) else log.exception
-                report("cluster link lost", extra={"error": str(exc)})
-            finally:
-                self.up = False
-                await pubsub.aclose()
-
-    async def _listen(self, pubsub: Any) -> None:
-        await listen(pubsub, self.ping_interval, self._on_message)
+    def _link_down(self) -> None:
+        self.up = False
 
     # -- calls between nodes ---------------------------------------------------
 
@@ -276,11 +226,11 @@ class RedisCluster:
             return
         try:
             if op == "describe":
-                reply["info"] = local.describe(self.node.hub, connection_id).to_message()
+                reply["info"] = local.describe(self.members, connection_id).to_message()
             elif op == "post":
-                local.post(self.node, connection_id, body)
+                local.post(self.members, connection_id, body)
             elif op == "close":
-                local.disconnect(self.node.hub, connection_id)
+                local.disconnect(self.members, connection_id)
             else:
                 reply["error"] = f"unknown call {op!r}"
         except Gone as exc:
@@ -337,24 +287,24 @@ class RedisCluster:
 
     async def describe(self, connection_id: str) -> ConnectionInfo:
         if self._is_local(connection_id):
-            return local.describe(self.node.hub, connection_id)
+            return local.describe(self.members, connection_id)
         reply = await self._call(connection_id, "describe")
         return ConnectionInfo.from_message(reply["info"])
 
     async def post(self, connection_id: str, data: bytes) -> None:
         if self._is_local(connection_id):
-            local.post(self.node, connection_id, data)
+            local.post(self.members, connection_id, data)
         else:
             await self._call(connection_id, "post", data)
 
     async def disconnect(self, connection_id: str) -> None:
         if self._is_local(connection_id):
-            local.disconnect(self.node.hub, connection_id)
+            local.disconnect(self.members, connection_id)
         else:
             await self._call(connection_id, "close")
 
     async def presence(self, user_id: str) -> Presence:
-        here = local.local_ids(self.node.hub, user_id)
+        here = local.local_ids(self.members, user_id)
         if not self.up or self._client is None:
             raise Unavailable("presence on other nodes is unknown: the link to Redis is down")
         try:

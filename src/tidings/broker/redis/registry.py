@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidings.cluster.base import node_of
+from tidings.broker.cluster import node_of
 
 REAP = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end

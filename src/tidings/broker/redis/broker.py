@@ -1,9 +1,7 @@
 """Redis pub/sub between nodes.
 
-URL: ``redis://[user:password@]host:6379/0[?prefix=NAME]`` (``rediss://`` for
-TLS). Every node publishes to and subscribes to one channel,
-``<prefix>:pub`` (prefix ``tidings`` by default), so deployments sharing a
-Redis keep apart by prefix. Other query parameters go to redis-py.
+Every node publishes to and subscribes to one channel, ``<prefix>:pub``
+(the URL and its ``prefix`` are described in ``link.py``).
 
 Each publication travels as one pub/sub message: an 11-byte header (format
 version, user id length, seq), the user id in UTF-8, then the frame bytes
@@ -15,30 +13,23 @@ node's publications reach every node in the order it sent them, and a burst
 costs a few round trips and one connection, not one of each per call.
 
 Redis pub/sub is at most once: while the link is down, messages are lost.
-A watcher task owns the subscription; when the link drops (or stays silent
-past a ping) it reports ``on_state(False)``, reconnects with capped
-exponential backoff, re-subscribes, then reports ``on_state(True)`` so the
-node repairs what was missed from the store.
+The link reports ``on_state(False)`` when it drops (or stays silent past a
+ping), resubscribes, then reports ``on_state(True)`` so the node repairs
+what was missed from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from tidings.batching import GroupCommitter
 from tidings.broker.base import Handler, StateHandler
-from tidings.core.errors import ConfigError, Unavailable
+from tidings.broker.redis.link import LINK_ERRORS, Backoff, connect, hold, split_prefix, subscribe
+from tidings.core.errors import Unavailable
 from tidings.core.models import Publication
 from tidings.logs import redact_url
 
@@ -48,31 +39,6 @@ HEADER = struct.Struct(">BHHQ")
 """Format version, byte lengths of the user id and of the topic, seq."""
 
 VERSION = 2
-
-LINK_ERRORS = (RedisError, OSError, TimeoutError)
-"""What redis-py raises when the server is unreachable, gone or silent."""
-
-
-async def listen(pubsub: Any, ping_interval: float, on_message: Callable[[bytes], None]) -> None:
-    """Hand every message of ``pubsub`` to ``on_message``; raise ``TimeoutError``
-    when Redis stays silent for ``ping_interval`` after a ping (a dead link that
-    the socket alone would not reveal)."""
-    loop = asyncio.get_running_loop()
-    heard = loop.time()
-    pinged = False
-    while True:
-        message = await pubsub.get_message(timeout=ping_interval)
-        if message is None:
-            if pinged and loop.time() - heard >= ping_interval:
-                raise TimeoutError(f"no answer from Redis for {ping_interval:g}s")
-            if not pinged:
-                await pubsub.ping()
-                pinged = True
-            continue
-        heard = loop.time()
-        pinged = False
-        if message["type"] == "message":
-            on_message(message["data"])
 
 
 def encode(publication: Publication) -> bytes:
@@ -114,11 +80,7 @@ class RedisBroker:
     ) -> None:
         self.url = url
         self.channel = f"{prefix}:pub"
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
-        self.ping_interval = ping_interval
-        """Idle seconds before the watcher pings; no answer within as long again
-        means the link is dead even if the socket never said so."""
+        self.backoff = Backoff(timeout, ping_interval, min_backoff, max_backoff)
         self.timeout = timeout
         """Seconds to connect, subscribe or publish before calling Redis unavailable."""
         self.up = False
@@ -130,15 +92,8 @@ class RedisBroker:
 
     @classmethod
     def from_url(cls, url: str) -> RedisBroker:
-        """Take tidings' own ``prefix`` option off the URL; redis-py gets the rest."""
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        prefixes = [value for name, value in query if name == "prefix"]
-        rest = [(name, value) for name, value in query if name != "prefix"]
-        prefix = prefixes[-1] if prefixes else "tidings"
-        if not prefix:
-            raise ConfigError(f"empty prefix in Redis URL {redact_url(url)!r}")
-        return cls(urlunsplit(parts._replace(query=urlencode(rest))), prefix=prefix)
+        url, prefix = split_prefix(url)
+        return cls(url, prefix=prefix)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -150,18 +105,9 @@ class RedisBroker:
         """
         self._on_publication = on_publication
         self._on_state = on_state
+        self._client = connect(self.url, self.timeout)
         try:
-            self._client = Redis.from_url(
-                self.url,
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                socket_keepalive=True,
-                retry=Retry(NoBackoff(), 0),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad Redis URL {redact_url(self.url)!r}: {exc}") from None
-        try:
-            pubsub = await self._subscribe()
+            pubsub = await subscribe(self._client, self.channel, self.timeout)
         except LINK_ERRORS as exc:
             await self._client.aclose()
             self._client = None
@@ -169,7 +115,17 @@ class RedisBroker:
                 f"cannot reach Redis at {redact_url(self.url)!r}: {exc or type(exc).__name__}"
             ) from None
         self.up = True
-        self._watcher = asyncio.create_task(self._watch(pubsub), name="tidings-redis-watcher")
+        link = hold(
+            self._client,
+            self.channel,
+            name="Redis broker",
+            on_message=self._deliver,
+            on_up=lambda: self._set_state(True),
+            on_down=lambda: self._set_state(False),
+            backoff=self.backoff,
+            pubsub=pubsub,
+        )
+        self._watcher = asyncio.create_task(link, name="tidings-redis-watcher")
 
     async def stop(self) -> None:
         await self._sender.wait_idle()
@@ -218,52 +174,6 @@ class RedisBroker:
             raise Unavailable(f"Redis unreachable: {exc or type(exc).__name__}") from None
 
     # -- receiving -----------------------------------------------------------
-
-    async def _subscribe(self) -> Any:
-        """A new pub/sub connection, returned once Redis confirmed the subscription."""
-        pubsub = self._client.pubsub()
-        try:
-            async with asyncio.timeout(self.timeout):
-                await pubsub.subscribe(self.channel)
-                while True:
-                    message = await pubsub.get_message(timeout=self.timeout)
-                    if message is not None and message["type"] == "subscribe":
-                        return pubsub
-        except BaseException:
-            await pubsub.aclose()
-            raise
-
-    async def _watch(self, pubsub: Any) -> None:
-        """Listen while the link holds; on loss report it and reconnect until back."""
-        delay = self.min_backoff
-        while True:
-            if pubsub is None:
-                try:
-                    pubsub = await self._subscribe()
-                except Exception as exc:
-                    log.debug("Redis still unreachable", extra={"error": str(exc)})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.max_backoff)
-                    continue
-                delay = self.min_backoff
-                with contextlib.suppress(*LINK_ERRORS):
-                    # Idle publish connections still point at the lost server.
-                    await self._client.connection_pool.disconnect(inuse_connections=False)
-                log.warning("Redis broker link restored")
-                self._set_state(True)
-            try:
-                await self._listen(pubsub)
-            except Exception as exc:
-                # Anything but a link error is a bug, yet the watcher must outlive it.
-                report = log.warning if isinstance(exc, LINK_ERRORS) else log.exception
-                report("Redis broker link lost", extra={"error": str(exc)})
-                self._set_state(False)
-            finally:
-                await pubsub.aclose()
-                pubsub = None
-
-    async def _listen(self, pubsub: Any) -> None:
-        await listen(pubsub, self.ping_interval, self._deliver)
 
     def _deliver(self, message: bytes) -> None:
         try:

@@ -22,6 +22,7 @@ Guarantees every implementation gives:
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -107,6 +108,61 @@ class Presence:
             "connections": len(self.connection_ids),
             "connectionIds": list(self.connection_ids),
         }
+
+
+class Member(Protocol):
+    """One of this node's connections, as the cluster sees it (any transport)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def connected_at(self) -> float:
+        """Wall-clock seconds (``time.time()``) of the handshake."""
+        ...
+
+    @property
+    def last_active(self) -> float:
+        """Wall-clock seconds of the last bytes received from the client."""
+        ...
+
+    @property
+    def source_ip(self) -> str: ...
+
+    @property
+    def user_agent(self) -> str: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+MemberHandler = Callable[[Member], None]
+
+
+class Members(Protocol):
+    """This node's connections (the hub): what a cluster reads and acts on."""
+
+    def listen(self, on_add: MemberHandler, on_remove: MemberHandler) -> None:
+        """Tell the handlers of each connection joining or leaving from now on."""
+
+    def unlisten(self, on_add: MemberHandler, on_remove: MemberHandler) -> None: ...
+
+    def get(self, connection_id: str) -> Member | None: ...
+
+    def of_user(self, user_id: str) -> Sequence[Member]: ...
+
+    def __iter__(self) -> Iterator[Member]: ...
+
+    def post(self, connection_id: str, payload: bytes) -> bool:
+        """Write ``payload`` as one text frame to that connection; False if it is not here."""
+        ...
+
+
+Repair = Callable[[], Awaitable[None]]
+"""Compares every local stream with the store and replays what is missing: run
+after a peer died, since it may have committed notifications it never published."""
 
 
 class Cluster(Protocol):
