@@ -53,7 +53,7 @@ async def test_no_token_reaches_the_server_log(server: ServerProcess) -> None:
 
 
 def test_a_long_garbage_collection_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    from tidings.web import server
+    from tidings import app as server
 
     with caplog.at_level(logging.WARNING, logger="tidings.server"):
         server._log_long_pause("start", {"generation": 2})

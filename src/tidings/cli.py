@@ -295,8 +295,8 @@ def serve(**options: Any) -> None:
         gateway=gateway_settings(options),
     )
     settings.validate()
-    from tidings.web.server import bind
-    from tidings.web.server import serve as run_server
+    from tidings.app import bind
+    from tidings.app import serve as run_server
 
     logs.setup(settings.log_level)
     if settings.db is None:

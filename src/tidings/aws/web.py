@@ -11,27 +11,28 @@ exceptions: ``MissingAuthenticationTokenException`` (nothing sent),
 ``IncompleteSignatureException`` (malformed), ``ForbiddenException`` (a bad or
 non-admin token).
 
-``install`` wires it into the app: the error handler, the stage prefix, and
-the ``Gateway`` on the runtime for the WebSocket transport.
+``install`` wires it into the app: the error handler, the stage prefix and
+the ``@connections`` routes; it returns the ``Gateway`` the WebSocket
+transport calls.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tidings.aws.gateway import Gateway
+from tidings.aws.management import aws_error, management_router
 from tidings.aws.settings import SIGNATURE_WINDOW, GatewaySettings
 from tidings.aws.sigv4 import SignatureError, SignedRequest, Verifier
+from tidings.broker import Cluster
 from tidings.core.errors import AuthError, Forbidden
 from tidings.core.tokens import Identity, bearer, verify
 from tidings.logs import redact_url
-from tidings.web.deps import runtime_of
-from tidings.web.runtime import Runtime
 
 log = logging.getLogger("tidings.aws")
 
@@ -42,14 +43,6 @@ class AwsAuthError(Forbidden):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-def aws_error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"message": message, "__type": kind},
-        status_code=status,
-        headers={"x-amzn-ErrorType": kind},
-    )
 
 
 async def on_aws_auth_error(request: Request, exc: Exception) -> JSONResponse:
@@ -69,14 +62,22 @@ def signed_request(request: Request, body: bytes) -> SignedRequest:
     )
 
 
-async def management_caller(request: Request) -> Identity:
-    """The caller of a management route: a valid SigV4 signature, or an admin token."""
-    runtime = runtime_of(request)
+def management_caller(
+    settings: GatewaySettings, secret: str
+) -> Callable[[Request], Awaitable[Identity]]:
+    """Who calls a management route: a valid SigV4 signature, or an admin token."""
+
+    async def caller(request: Request) -> Identity:
+        return await _caller(request, settings, secret)
+
+    return caller
+
+
+async def _caller(request: Request, settings: GatewaySettings, secret: str) -> Identity:
     header = request.headers.get("authorization")
     if not header:
         raise AwsAuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
     if header.startswith("AWS4-"):
-        settings = runtime.settings.gateway
         if settings.access_key_id is None or settings.secret_access_key is None:
             log.warning(
                 "SigV4-signed management call refused: no --aws-access-key-id is configured"
@@ -100,7 +101,7 @@ async def management_caller(request: Request) -> Identity:
     token = bearer(header)
     if token is not None:
         try:
-            who = verify(runtime.secret, token)
+            who = verify(secret, token)
         except AuthError as exc:
             raise AwsAuthError("ForbiddenException", exc.message) from None
         if not who.admin:
@@ -112,9 +113,6 @@ async def management_caller(request: Request) -> Identity:
         "IncompleteSignatureException",
         "Authorization must be AWS4-HMAC-SHA256 (AWS SigV4) or Bearer <admin token>",
     )
-
-
-ManagementCaller = Annotated[Identity, Depends(management_caller)]
 
 
 class StagePrefix:
@@ -135,13 +133,16 @@ class StagePrefix:
         await self.app(scope, receive, send)
 
 
-def install(app: FastAPI, runtime: Runtime) -> Gateway:
+def install(
+    app: FastAPI, settings: GatewaySettings, secret: str, cluster: Cluster, max_frame_bytes: int
+) -> Gateway:
     """Wire API Gateway compatibility into the app; the gateway the transport will call."""
-    settings: GatewaySettings = runtime.settings.gateway
     app.add_exception_handler(AwsAuthError, on_aws_auth_error)
     app.add_middleware(StagePrefix, stage=settings.stage_name)
+    app.include_router(
+        management_router(cluster, management_caller(settings, secret), max_frame_bytes)
+    )
     gateway = Gateway(settings)
-    runtime.gateway = gateway
     if gateway.active:
         log.info(
             "routes",

@@ -1,4 +1,4 @@
-"""The management API, compatible with AWS API Gateway's ``@connections``, and presence.
+"""The management API, compatible with AWS API Gateway's ``@connections``.
 
 ``POST /@connections/{id}`` writes the raw request body to that socket as one
 text frame; ``GET`` describes it; ``DELETE`` closes it. The connection may be
@@ -10,22 +10,19 @@ open, 413 ``PayloadTooLargeException``, and 503 when the node holding it
 cannot be asked (never a 410 then). Auth: an AWS SigV4 signature with the
 configured access key, or an admin bearer token (``tidings.aws.web``); a
 refusal is a 403 in the same shape.
-
-``GET /v1/users/{user}/presence`` (admin, or the user itself; ``me`` works)
-says whether the user is online on any node and on how many connections.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from tidings.aws.web import ManagementCaller
 from tidings.broker import Cluster, Gone
-from tidings.core.errors import BadRequest, Forbidden, Unavailable
-from tidings.web.deps import Caller
-from tidings.web.runtime import Runtime
+from tidings.core.errors import BadRequest, Unavailable
+from tidings.core.tokens import Identity
 
 
 class AwsError(BaseModel):
@@ -46,14 +43,8 @@ class ConnectionDescription(BaseModel):
     identity: ConnectionIdentity
 
 
-class PresenceResponse(BaseModel):
-    userId: str
-    online: bool
-    connections: int = Field(description="Open connections of the user, on every node")
-    connectionIds: list[str]
-
-
 def aws_error(status: int, kind: str, message: str) -> JSONResponse:
+    """AWS's error shape: the body SDKs parse and the header naming the type."""
     return JSONResponse(
         {"message": message, "__type": kind},
         status_code=status,
@@ -74,8 +65,11 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def management_router(runtime: Runtime, cluster: Cluster) -> APIRouter:
-    router = APIRouter()
+def management_router(
+    cluster: Cluster, caller: Callable[[Request], Awaitable[Identity]], max_frame_bytes: int
+) -> APIRouter:
+    """The ``@connections`` routes; ``caller`` authenticates each call (``aws.web``)."""
+    router = APIRouter(dependencies=[Depends(caller)])
 
     @router.post(
         "/@connections/{connection_id}",
@@ -86,11 +80,9 @@ def management_router(runtime: Runtime, cluster: Cluster) -> APIRouter:
             413: {"model": AwsError, "description": "PayloadTooLargeException"},
         },
     )
-    async def post_to_connection(
-        connection_id: str, request: Request, who: ManagementCaller
-    ) -> Response:
+    async def post_to_connection(connection_id: str, request: Request) -> Response:
         data = await request.body()
-        limit = runtime.settings.max_frame_bytes
+        limit = max_frame_bytes
         if len(data) > limit:
             return aws_error(
                 413,
@@ -114,7 +106,7 @@ def management_router(runtime: Runtime, cluster: Cluster) -> APIRouter:
         response_model=ConnectionDescription,
         responses=_ERRORS,
     )
-    async def get_connection(connection_id: str, who: ManagementCaller) -> JSONResponse:
+    async def get_connection(connection_id: str) -> JSONResponse:
         try:
             info = await cluster.describe(connection_id)
         except (Gone, Unavailable) as exc:
@@ -128,24 +120,11 @@ def management_router(runtime: Runtime, cluster: Cluster) -> APIRouter:
         summary="Close one connection, on whichever node holds it (admin)",
         responses=_ERRORS,
     )
-    async def delete_connection(connection_id: str, who: ManagementCaller) -> Response:
+    async def delete_connection(connection_id: str) -> Response:
         try:
             await cluster.disconnect(connection_id)
         except (Gone, Unavailable) as exc:
             return _failure(exc)
         return Response(status_code=204)
-
-    @router.get(
-        "/v1/users/{user}/presence",
-        tags=["presence"],
-        summary="Whether the user is online, on how many connections (admin or the user)",
-        response_model=PresenceResponse,
-        responses={503: {"description": "other nodes cannot be asked"}},
-    )
-    async def presence(user: str, who: Caller) -> JSONResponse:
-        user_id = who.user_id if user == "me" else user
-        if not who.admin and user_id != who.user_id:
-            raise Forbidden("a user token may only ask about its own presence")
-        return JSONResponse((await cluster.presence(user_id)).to_json())
 
     return router

@@ -1,4 +1,6 @@
-"""Runs the node behind uvicorn: HTTP API on ASGI, /ws on our own protocol class.
+"""The composition root: builds store, broker, node, cluster, HTTP app and
+gateway, wires them together and runs them behind uvicorn. Nothing imports it
+but the CLI; a new capability is a module plus a line here.
 
 One port: uvicorn parses HTTP (through ``LimitedHttpProtocol``, which bounds
 request heads, bodies and the time to send them) and hands WebSocket
@@ -32,7 +34,7 @@ from tidings.web.frames import text_frame
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
 from tidings.web.limits import BearerFirst, LimitedHttpProtocol, RequestLimits
-from tidings.web.management import management_router
+from tidings.web.presence import presence_router
 from tidings.web.runtime import Runtime
 from tidings.web.ws import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT, WebSocketConnection
 
@@ -107,8 +109,11 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     )
     await cluster.start()
     app = build_app(runtime)
-    app.include_router(management_router(runtime, cluster))
-    gateway = install_gateway(app, runtime)
+    app.include_router(presence_router(cluster))
+    gateway = install_gateway(
+        app, settings.gateway, runtime.secret, cluster, settings.max_frame_bytes
+    )
+    runtime.gateway = gateway
     # Innermost (appended, not added): inside CORS, so a 401 carries its headers.
     app.user_middleware.append(Middleware(BearerFirst, secret=runtime.secret))
     limits = RequestLimits(
