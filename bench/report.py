@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.plots import plot
+from bench.results import Results, get
+
 RESULTS = Path(__file__).resolve().parent / "results"
 STORE_NOTE = (
     "Peers store nothing. tidings stores every notification before it acks "
@@ -27,15 +30,6 @@ Row = list[str]
 DASH = "\u2013"
 """An empty cell."""
 TIMES = "\u00d7"
-
-
-def _get(data: Any, *path: str | int) -> Any:
-    for key in path:
-        if isinstance(data, dict):
-            data = data.get(str(key) if isinstance(key, int) else key)
-        else:
-            return None
-    return data
 
 
 def num(value: Any, digits: int = 0) -> str:
@@ -56,30 +50,17 @@ def table(header: Row, rows: Iterable[Row]) -> str:
     return "\n".join(lines)
 
 
-class Report:
+class Report(Results):
     def __init__(self, document: dict[str, Any], out: Path) -> None:
-        self.doc = document
-        self.meta: dict[str, Any] = document.get("meta", {})
-        self.targets: dict[str, Any] = document.get("targets", {})
-        self.results: dict[str, Any] = document.get("results", {})
+        super().__init__(document)
         self.out = out
         self.image_prefix = "bench/results/" if out.resolve() == RESULTS else ""
         self.plots: list[str] = []
 
-    def label(self, name: str, workload: str = "") -> str:
-        entry = self.targets.get(name, {})
-        if workload == "fanout" and "fanout_label" in entry:
-            return str(entry["fanout_label"])
-        return str(entry.get("label", name))
-
-    def names(self, workload: str) -> list[str]:
-        present = self.results.get(workload, {})
-        return [name for name in self.targets if name in present]
-
     def error_rows(self, workload: str, width: int) -> list[Row]:
         rows = []
         for name in self.names(workload):
-            error = _get(self.results, workload, name, "error")
+            error = get(self.results, workload, name, "error")
             if error:
                 rows.append([self.label(name), f"failed: {str(error)[:80]}"] + [""] * (width - 2))
         return rows
@@ -158,11 +139,11 @@ class Report:
             "latency p50 / p99 ms",
         ]
         rows: list[Row] = []
-        reference = "tidings-topic" if _get(data, "tidings-topic") else "tidings"
+        reference = "tidings-topic" if get(data, "tidings-topic") else "tidings"
         for size in sizes:
-            mine = _get(data, reference, size, "per_second")
+            mine = get(data, reference, size, "per_second")
             for name in self.names("fanout"):
-                cell = _get(data, name, size)
+                cell = get(data, name, size)
                 if not isinstance(cell, dict):
                     continue
                 if cell.get("error") or not cell.get("connections"):
@@ -190,8 +171,8 @@ class Report:
                         _cpu(cell),
                         num(cell.get("loadgen_us_per_delivery"), 1),
                         _share(cell.get("loadgen_cpu_share")),
-                        f"{num(_get(cell, 'latency', 'p50_ms'), 1)} / "
-                        f"{num(_get(cell, 'latency', 'p99_ms'), 1)}",
+                        f"{num(get(cell, 'latency', 'p50_ms'), 1)} / "
+                        f"{num(get(cell, 'latency', 'p99_ms'), 1)}",
                     ]
                 )
         rows += self.error_rows("fanout", len(header))
@@ -216,7 +197,7 @@ class Report:
         data = self.results.get("personal", {})
         if not data:
             return ""
-        mine_ws = _get(data, "tidings", "saturate_ws", "per_second")
+        mine_ws = get(data, "tidings", "saturate_ws", "per_second")
         header = [
             "server",
             "WS sends: deliveries/s",
@@ -259,7 +240,7 @@ class Report:
         )
         lat_rows: list[Row] = []
         top = f"rate_{rates[-1]}" if rates else ""
-        mine_p99 = _get(data, "tidings", top, "latency", "p99_ms")
+        mine_p99 = get(data, "tidings", top, "latency", "p99_ms")
         for name in self.names("personal"):
             cell = data[name]
             if cell.get("error"):
@@ -276,7 +257,7 @@ class Report:
                     f"{num(lat.get('p50_ms'), 2)} / {num(lat.get('p99_ms'), 2)} / "
                     f"{num(lat.get('p999_ms'), 2)}{flag}"
                 )
-            row.append(ratio(mine_p99, _get(cell, top, "latency", "p99_ms")))
+            row.append(ratio(mine_p99, get(cell, top, "latency", "p99_ms")))
             lat_rows.append(row)
         connections = next(
             (cell.get("connections") for cell in data.values() if cell.get("connections")), "?"
@@ -332,7 +313,7 @@ class Report:
         )
 
         def step_of(name: str, step: int) -> dict[str, Any]:
-            for row in _get(data, name, "steps") or []:
+            for row in get(data, name, "steps") or []:
                 if isinstance(row, dict) and row.get("step") == step:
                     return row
             return {}
@@ -397,7 +378,7 @@ class Report:
                 continue
             lat = cell.get("latency", {})
             rate = int(cell.get("target_rate", 0))
-            base = _get(self.results, "personal", name, f"rate_{rate}", "latency", "p99_ms")
+            base = get(self.results, "personal", name, f"rate_{rate}", "latency", "p99_ms")
             series = [rss for _, rss in cell.get("rss_series", []) if isinstance(rss, int)]
             mib = (
                 f"{series[0] / 2**20:.0f} → {max(series) / 2**20:.0f} → {series[-1] / 2**20:.0f}"
@@ -421,7 +402,7 @@ class Report:
                 "### 4. Slow consumers",
                 "",
                 f"Workload 2 at {num(any_cell.get('target_rate'))}/s for "
-                f"{_get(self.meta, 'plan', 'stalled_seconds')} s while "
+                f"{get(self.meta, 'plan', 'stalled_seconds')} s while "
                 f"{any_cell.get('stalled')} clients (1%) stop reading (receive buffer 4 KiB) and "
                 f"get {any_cell.get('stalled_share', 0):.0%} of the traffic "
                 f"(about {num(_per_stalled(any_cell))} notifications each in the window), so "
@@ -518,14 +499,10 @@ def _cpu(cell: dict[str, Any]) -> str:
     return shown
 
 
-def build(out: Path, *, draw: Callable[[Report], list[str]] | None = None) -> str:
+def build(out: Path, *, draw: Callable[[Results, Path], list[str]] = plot) -> str:
     document = json.loads((out / "results.json").read_text())
     report = Report(document, out)
-    if draw is None:
-        from bench.plots import plot
-
-        draw = plot
-    report.plots = draw(report)
+    report.plots = draw(report, out)
     text = report.render()
     (out / "report.md").write_text(text)
     return text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 
 from tests.server import SECRET, ServerProcess
 from tidings.core.tokens import verify
-from tidings.web.page import STATIC_DIR, STATIC_TYPES
+from tidings.web.page import STATIC_TYPES, static_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,27 +41,16 @@ def test_static_files_are_served_and_nothing_else(servers: dict[str, ServerProce
         response = httpx.get(base + name)
         assert response.status_code == 200, name
         assert response.headers["content-type"] == media_type
-        assert response.content == (STATIC_DIR / name).read_bytes()
+        assert response.content == static_path(name).read_bytes()
     missing = httpx.get(base + "inbox.html")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
-def test_the_served_client_is_the_js_package() -> None:
-    """clients/js/tidings.js is the source; the package serves a copy of it.
-
-    After editing it: cp clients/js/tidings.js src/tidings/web/static/tidings.js
-    """
-    source = (ROOT / "clients" / "js" / "tidings.js").read_bytes()
-    assert (STATIC_DIR / "tidings.js").read_bytes() == source
-
-
-def test_the_wheel_carries_the_page() -> None:
-    """Setuptools puts non-Python files in the wheel only when package-data names them."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"].get("package-data", {}).get("tidings", [])
-    needed = ["web/static/inbox.html", *(f"web/static/{name}" for name in STATIC_TYPES)]
-    missing = [f for f in needed if not any(fnmatch.fnmatch(f, p) for p in patterns)]
-    assert not missing, f"pyproject.toml's package-data for tidings misses {missing}"
+def test_the_served_client_is_the_js_package(servers: dict[str, ServerProcess]) -> None:
+    """clients/js/tidings.js is the only source of /static/tidings.js."""
+    response = httpx.get(servers["plain"].url + "/static/tidings.js")
+    assert response.status_code == 200
+    assert response.content == (ROOT / "clients" / "js" / "tidings.js").read_bytes()
 
 
 def test_dev_login_exists_only_with_the_flag(servers: dict[str, ServerProcess]) -> None:

@@ -1,7 +1,8 @@
 """The live inbox page at ``/inbox``, its static files, and the opt-in dev sign-in.
 
 The page is plain HTML, CSS and an ES module on top of the JavaScript client,
-served as ``/static/tidings.js`` (the same file as ``clients/js/tidings.js``).
+served as ``/static/tidings.js``: ``clients/js/tidings.js``, copied into the
+package by a wheel build, or read from the checkout when running from source.
 It asks for a token, kept in the tab's sessionStorage. With ``--dev-login``
 it can instead sign in by user id through ``POST /dev/login``, which mints a
 token for anyone who asks: that route exists only with the flag, for local
@@ -30,6 +31,8 @@ STATIC_TYPES = {
     "inbox.css": "text/css; charset=utf-8",
 }
 """The files under ``/static/`` and their media types; nothing else is served."""
+CHECKOUT_CLIENT = Path(__file__).resolve().parents[3] / "clients" / "js" / "tidings.js"
+"""The JavaScript client's only source, in a source checkout (and editable installs)."""
 DEV_TOKEN_TTL = 86400
 """Seconds a dev sign-in token lasts; the page mints a new one before it expires."""
 DEV_LOGIN_META = '<meta name="tidings-dev-login" content="false">'
@@ -49,6 +52,23 @@ class DevLoginResponse(BaseModel):
     token: str
 
 
+def static_path(name: str) -> Path:
+    """Where ``/static/{name}`` is read from.
+
+    The client is in the package when it was installed from a wheel; a source
+    checkout has it only at ``clients/js/tidings.js``, so there is one file to edit.
+    """
+    packaged = STATIC_DIR / name
+    if name == "tidings.js" and not packaged.exists():
+        if not CHECKOUT_CLIENT.exists():
+            raise RuntimeError(
+                f"tidings.js is neither in the package ({packaged}) nor in a source "
+                f"checkout ({CHECKOUT_CLIENT}): reinstall tidings"
+            )
+        return CHECKOUT_CLIENT
+    return packaged
+
+
 def mount_page(app: FastAPI, runtime: Runtime) -> None:
     """Add ``/``, ``/inbox``, ``/static/*`` and, with ``--dev-login``, ``/dev/login``."""
     dev_login = runtime.settings.dev_login
@@ -61,7 +81,7 @@ def mount_page(app: FastAPI, runtime: Runtime) -> None:
             "INSECURE: --dev-login lets anyone who reaches this server sign in as any "
             "user at /inbox. Use it only for local development."
         )
-    files = {name: (STATIC_DIR / name).read_bytes() for name in STATIC_TYPES}
+    files = {name: static_path(name).read_bytes() for name in STATIC_TYPES}
     page_headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
     router = APIRouter(include_in_schema=False)
 
