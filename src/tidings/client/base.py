@@ -1,13 +1,19 @@
-"""Small pieces shared by the client and the publisher: URLs, backoff, ids."""
+"""Small pieces shared by the client and the publisher: URLs, backoff, ids, answers."""
 
 from __future__ import annotations
 
 import random
 import secrets
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from tidings import __version__
+from tidings.client.errors import RequestFailed, Unauthorized
+
+USER_AGENT = f"tidings-python/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +59,23 @@ def unreachable_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+def answer(response: httpx.Response) -> Any:
+    """The JSON of a successful answer, or ``RequestFailed`` with the error's code."""
+    if response.status_code == 204:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.is_success:
+        return body
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        code, message = str(error.get("code")), str(error.get("message"))
+    else:
+        code, message = "http_error", f"HTTP {response.status_code}"
+    if response.status_code == 401:
+        raise Unauthorized(f"the server refused the token ({message})")
+    raise RequestFailed(code, message, status=response.status_code)

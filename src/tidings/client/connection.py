@@ -20,13 +20,12 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from tidings import __version__
-from tidings.client.base import backoff_delay, new_key, server_urls, unreachable_reason
+from tidings.client.api import UserApi
+from tidings.client.base import USER_AGENT, backoff_delay, new_key, server_urls, unreachable_reason
 from tidings.client.cursor import DROP, ClientCursor, Frame, Gap
 from tidings.client.errors import ClientError, RequestFailed, ServerUnreachable, Unauthorized
 
@@ -37,7 +36,6 @@ TokenFactory = Callable[[], str | Awaitable[str]]
 
 HISTORY_PAGE = 200
 CLOSE_RESYNC = 4000
-USER_AGENT = f"tidings-python/{__version__}"
 
 
 class StateStore(Protocol):
@@ -109,7 +107,9 @@ class TidingsClient:
         self._queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._api = UserApi(
+            self.urls.http, self._token_value, refreshable=token_factory is not None
+        )
         self._closed = False
 
     async def __aenter__(self) -> TidingsClient:
@@ -169,8 +169,7 @@ class TidingsClient:
             await self._ws.close()
         self._reject_pending(ClientError("the client was closed before an answer"))
         self._queue.put_nowait(_CLOSED)
-        if self._http is not None:
-            await self._http.aclose()
+        await self._api.aclose()
         self._set_state("closed")
 
     @property
@@ -428,46 +427,4 @@ class TidingsClient:
         json: Any = None,
     ) -> Any:
         """One call to the HTTP API as this client's user; the answer's JSON."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                base_url=self.urls.http, timeout=10.0, headers={"User-Agent": USER_AGENT}
-            )
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        for fresh in (False, True):
-            token = await self._token_value(fresh=fresh)
-            try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=query,
-                    json=json,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            except httpx.TransportError as exc:
-                raise ServerUnreachable(
-                    f"cannot reach the server at {self.urls.http} ({unreachable_reason(exc)})"
-                ) from None
-            if response.status_code == 401 and not fresh and self._token_factory is not None:
-                continue
-            return answer(response)
-        raise AssertionError("unreachable")
-
-
-def answer(response: httpx.Response) -> Any:
-    """The JSON of a successful answer, or ``RequestFailed`` with the error's code."""
-    if response.status_code == 204:
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.is_success:
-        return body
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        code, message = str(error.get("code")), str(error.get("message"))
-    else:
-        code, message = "http_error", f"HTTP {response.status_code}"
-    if response.status_code == 401:
-        raise Unauthorized(f"the server refused the token ({message})")
-    raise RequestFailed(code, message, status=response.status_code)
+        return await self._api.request(method, path, params=params, json=json)

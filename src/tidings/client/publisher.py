@@ -20,8 +20,7 @@ from typing import Any
 
 import httpx
 
-from tidings.client.base import new_key, server_urls, unreachable_reason
-from tidings.client.connection import USER_AGENT, answer
+from tidings.client.base import USER_AGENT, answer, new_key, server_urls, unreachable_reason
 from tidings.client.errors import RequestFailed, ServerUnreachable
 
 RETRY_DELAYS = (0.2, 1.0)
