@@ -290,16 +290,38 @@ def serve(**options: Any) -> None:
 @click.command()
 @data_dir_option
 @click.option("--db", help="Store URL (default: the SQLite file in the data dir).", **env("DB"))
-def migrate(data_dir: Path, db: str | None) -> None:
-    """Create or upgrade the store's schema, then exit."""
+@click.option(
+    "--status",
+    is_flag=True,
+    help="Say which schema version the database is at and what would be applied; "
+    "change nothing.",
+)
+def migrate(data_dir: Path, db: str | None, status: bool) -> None:
+    """Create or upgrade the store's schema, say from which version to which, then exit.
+
+    Refuses a database migrated by a newer tidings (exit status 1).
+    """
     from tidings.store import open_store
+    from tidings.store.base import SchemaTooNew, SchemaVersions
 
     settings = Settings(data_dir=data_dir, db=db)
+    store = open_store(settings.store_url)
+    where = redact_url(settings.store_url)
+    if status:
+        found: SchemaVersions = run(store.schema_versions())
+        click.echo(f"{where}: {found.describe()}")
+        if found.database > found.code:
+            raise SchemaTooNew(found.database, found.code)
+        return
 
-    async def upgrade() -> None:
-        store = open_store(settings.store_url)
+    async def upgrade() -> SchemaVersions | None:
         await store.open()
         await store.close()
+        return store.migrated
 
-    run(upgrade())
-    click.echo(f"schema up to date: {redact_url(settings.store_url)}")
+    done = run(upgrade())
+    assert done is not None
+    if done.database == done.code:
+        click.echo(f"{where}: schema version {done.code}, up to date; nothing applied")
+    else:
+        click.echo(f"{where}: schema migrated from version {done.database} to {done.code}")

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tidings.core.errors import ConfigError
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, PublishRequest, PublishResult, StreamPage
 
@@ -46,7 +47,42 @@ class Expired:
     topic: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SchemaVersions:
+    """A database's schema version beside the one this code migrates to."""
+
+    database: int
+    """0: no schema yet."""
+    code: int
+
+    def describe(self) -> str:
+        if self.database == self.code:
+            return f"schema version {self.code}, up to date"
+        if self.database < self.code:
+            pending = self.code - self.database
+            return f"schema version {self.database}, {pending} migration(s) to version {self.code}"
+        return f"schema version {self.database}, newer than this tidings ({self.code})"
+
+
+class SchemaTooNew(ConfigError):
+    """The database was migrated by a newer tidings: running older code on it
+    could misread or damage what the newer schema means."""
+
+    def __init__(self, database: int, code: int) -> None:
+        super().__init__(
+            f"the database has schema version {database}, newer than this tidings knows "
+            f"({code}): run the tidings that migrated it (or newer), or restore a backup"
+        )
+
+
 class Store(Protocol):
+    migrated: SchemaVersions | None
+    """What ``open`` found and migrated to (None before it ran)."""
+
+    async def schema_versions(self) -> SchemaVersions:
+        """The database's schema version, read without migrating or opening the store."""
+        ...
+
     async def open(self) -> None:
         """Connect and bring the schema up to date (safe if several nodes do it at once)."""
 

@@ -47,7 +47,7 @@ from tidings.core.models import PublishRequest, PublishResult
 from tidings.logs import redact_url
 from tidings.store import postgres_schema as sql
 from tidings.store import postgres_topics as topics
-from tidings.store.base import IDEMPOTENCY_TTL_MS
+from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
 from tidings.store.postgres_inbox import DRIVER_ERRORS, RETRIES, PostgresInbox, now_ms
 from tidings.store.postgres_schema import storable
 
@@ -115,6 +115,7 @@ class PostgresStore(PostgresInbox):
         last acknowledged commits, never corrupt or reorder them."""
         self._pool: Any = None
         self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
+        self.migrated: SchemaVersions | None = None
 
     @classmethod
     def from_url(cls, url: str, *, durable: bool = True) -> PostgresStore:
@@ -155,14 +156,34 @@ class PostgresStore(PostgresInbox):
                 server_settings=settings,
             )
             async with pool.acquire() as conn:
-                await sql.migrate(conn, schema=self.schema)
+                self.migrated = await sql.migrate(conn, schema=self.schema)
         except DRIVER_ERRORS as exc:
             if pool is not None:
                 pool.terminate()
             raise Unavailable(
                 f"cannot open PostgreSQL store at {redact_url(self.dsn)!r}: {exc}"
             ) from None
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+            raise
         self._pool = pool
+
+    async def schema_versions(self) -> SchemaVersions:
+        settings = {"search_path": self.schema} if self.schema else {}
+        try:
+            conn = await asyncpg.connect(
+                self.dsn, timeout=CONNECT_TIMEOUT, server_settings=settings
+            )
+            try:
+                found = await sql.version(conn)
+            finally:
+                await conn.close()
+        except DRIVER_ERRORS as exc:
+            raise Unavailable(
+                f"cannot read PostgreSQL store at {redact_url(self.dsn)!r}: {exc}"
+            ) from None
+        return SchemaVersions(found, len(sql.MIGRATIONS))
 
     async def close(self) -> None:
         await self._committer.wait_idle()

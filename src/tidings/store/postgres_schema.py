@@ -27,6 +27,7 @@ from typing import Any
 from tidings.core.inbox import InboxFilter, InboxQuery
 from tidings.core.publish import MAX_DATA_DEPTH, unshowable
 from tidings.store import postgres_topics as topics
+from tidings.store.base import SchemaTooNew, SchemaVersions
 
 log = logging.getLogger("tidings.store")
 
@@ -188,8 +189,18 @@ MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [
 ]
 
 
-async def migrate(conn: Any, *, schema: str | None) -> int:
-    """Apply the migrations the database is missing; returns the schema version.
+async def version(conn: Any) -> int:
+    """The database's schema version (0: none yet); reads only."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        return 0
+    found = await conn.fetchval("SELECT version FROM schema_version")
+    return int(found or 0)
+
+
+async def migrate(conn: Any, *, schema: str | None) -> SchemaVersions:
+    """Apply the migrations the database is missing; ``SchemaTooNew`` if it is
+    ahead of this code.
 
     ``conn`` is an asyncpg connection whose ``search_path`` already names
     ``schema`` (when one is given); the schema is created here if missing.
@@ -205,6 +216,8 @@ async def migrate(conn: Any, *, schema: str | None) -> int:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         version = await conn.fetchval("SELECT version FROM schema_version")
+        if version is not None and version > len(MIGRATIONS):
+            raise SchemaTooNew(version, len(MIGRATIONS))
         if version is None:
             version = 0
             await conn.execute("INSERT INTO schema_version VALUES (0)")
@@ -214,7 +227,7 @@ async def migrate(conn: Any, *, schema: str | None) -> int:
             else:
                 await conn.execute(script)
             await conn.execute("UPDATE schema_version SET version = $1", number)
-    return len(MIGRATIONS)
+    return SchemaVersions(version, len(MIGRATIONS))
 
 
 CLAIM_KEYS = """

@@ -35,8 +35,9 @@ from tidings.core.models import (
 )
 from tidings.store import sqlite_inbox as inbox
 from tidings.store import sqlite_topics as topics
-from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired
-from tidings.store.sqlite_schema import migrate
+from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired, SchemaVersions
+from tidings.store.sqlite_schema import MIGRATIONS, migrate
+from tidings.store.sqlite_schema import version as schema_version
 
 T = TypeVar("T")
 _CHUNK = 900
@@ -69,6 +70,7 @@ class SQLiteStore:
         self._read_conns: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
+        self.migrated: SchemaVersions | None = None
 
     @classmethod
     def from_url(cls, url: str, *, durable: bool = True) -> SQLiteStore:
@@ -93,10 +95,28 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect()
             conn.execute("PRAGMA journal_mode = WAL")
-            migrate(conn)
+            self.migrated = migrate(conn)
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(f"cannot open SQLite store at {str(self.path)!r}: {exc}") from None
         self._write_conn = conn
+
+    async def schema_versions(self) -> SchemaVersions:
+        return await asyncio.to_thread(self._schema_versions)
+
+    def _schema_versions(self) -> SchemaVersions:
+        found = 0
+        if self.path.exists():
+            try:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+                try:
+                    found = schema_version(conn)
+                finally:
+                    conn.close()
+            except sqlite3.Error as exc:
+                raise Unavailable(
+                    f"cannot read SQLite store at {str(self.path)!r}: {exc}"
+                ) from None
+        return SchemaVersions(found, len(MIGRATIONS))
 
     async def close(self) -> None:
         await self._committer.wait_idle()

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 
 from tidings.core.publish import MAX_DATA_DEPTH, unshowable
+from tidings.store.base import SchemaTooNew, SchemaVersions
 
 log = logging.getLogger("tidings.store")
 
@@ -158,13 +159,27 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 ]
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations this file is missing; returns the schema version."""
+def version(conn: sqlite3.Connection) -> int:
+    """The database's schema version (0: none yet); reads only."""
+    try:
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection) -> SchemaVersions:
+    """Apply the migrations the database is missing; ``SchemaTooNew`` if it is
+    ahead of this code."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         version = row[0] if row else 0
+        if version > len(MIGRATIONS):
+            raise SchemaTooNew(version, len(MIGRATIONS))
         if row is None:
             conn.execute("INSERT INTO schema_version VALUES (0)")
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -179,4 +194,4 @@ def migrate(conn: sqlite3.Connection) -> int:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return len(MIGRATIONS)
+    return SchemaVersions(version, len(MIGRATIONS))
