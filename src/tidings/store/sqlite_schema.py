@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 
 from tidings.core.publish import MAX_DATA_DEPTH, unshowable
+from tidings.store.sqlite_tx import rollback
 
 log = logging.getLogger("tidings.store")
 
@@ -177,6 +178,6 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("UPDATE schema_version SET version = ?", (number,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return len(MIGRATIONS)
