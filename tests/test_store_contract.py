@@ -114,9 +114,8 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract, TopicCounts
     @pytest.fixture
     def no_retries(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Make a deadlock fail the test instead of passing unseen after a retry."""
-        from tidings.store import postgres, postgres_inbox
+        from tidings.store import postgres_inbox
 
-        monkeypatch.setattr(postgres, "RETRIES", 1)
         monkeypatch.setattr(postgres_inbox, "RETRIES", 1)
 
     @pytest.fixture

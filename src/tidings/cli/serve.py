@@ -293,8 +293,7 @@ def serve(**options: Any) -> None:
 @click.option(
     "--status",
     is_flag=True,
-    help="Say which schema version the database is at and what would be applied; "
-    "change nothing.",
+    help="Say which schema version the database is at and what would be applied; change nothing.",
 )
 def migrate(data_dir: Path, db: str | None, status: bool) -> None:
     """Create or upgrade the store's schema, say from which version to which, then exit.

@@ -25,6 +25,11 @@ assigned. A concurrent claim of the same key from another node waits on the
 unique index and, once the first commits, finds the row and answers as a
 duplicate; a duplicate is never stored twice.
 
+A lost server is ``Unavailable`` whatever asyncpg raised, and a COMMIT left
+unanswered is reported as an unknown outcome, never acked
+(``postgres_faults``); the pool replaces broken connections, so the store
+works again as soon as the server is back.
+
 The inbox (listing, counts, marks, expiry, erasure) and the topic reads and
 subscriptions are ``PostgresInbox``, in ``postgres_inbox`` (topic SQL in
 ``postgres_topics``), which this class inherits.
@@ -48,7 +53,8 @@ from tidings.logs import redact_url
 from tidings.store import postgres_schema as sql
 from tidings.store import postgres_topics as topics
 from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
-from tidings.store.postgres_inbox import DRIVER_ERRORS, RETRIES, PostgresInbox, now_ms
+from tidings.store.postgres_faults import DRIVER_ERRORS, reason
+from tidings.store.postgres_inbox import PostgresInbox, now_ms
 from tidings.store.postgres_schema import storable
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -161,7 +167,7 @@ class PostgresStore(PostgresInbox):
             if pool is not None:
                 pool.terminate()
             raise Unavailable(
-                f"cannot open PostgreSQL store at {redact_url(self.dsn)!r}: {exc}"
+                f"cannot open PostgreSQL store at {redact_url(self.dsn)!r}: {reason(exc)}"
             ) from None
         except BaseException:
             if pool is not None:
@@ -181,7 +187,7 @@ class PostgresStore(PostgresInbox):
                 await conn.close()
         except DRIVER_ERRORS as exc:
             raise Unavailable(
-                f"cannot read PostgreSQL store at {redact_url(self.dsn)!r}: {exc}"
+                f"cannot read PostgreSQL store at {redact_url(self.dsn)!r}: {reason(exc)}"
             ) from None
         return SchemaVersions(found, len(sql.MIGRATIONS))
 
@@ -200,19 +206,11 @@ class PostgresStore(PostgresInbox):
         return await self._committer.submit(request)
 
     async def _flush(self, batch: list[PublishRequest]) -> list[PublishResult | Exception]:
-        pool = self._open_pool()
-        for attempt in range(1, RETRIES + 1):
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    return await self._write_batch(conn, batch)
-            except asyncpg.TransactionRollbackError as exc:
-                if attempt == RETRIES:
-                    raise Unavailable(f"store write failed, nothing stored: {exc}") from None
-            except DRIVER_ERRORS as exc:
-                raise Unavailable(
-                    f"store write failed; retry with the same idempotency key: {exc}"
-                ) from None
-        raise AssertionError("unreachable")
+        return await self._transaction(
+            self._write_batch,
+            batch,
+            failed="store write failed, nothing stored; retry with the same idempotency key",
+        )
 
     async def _write_batch(
         self, conn: Any, batch: list[PublishRequest]
@@ -407,27 +405,24 @@ class PostgresStore(PostgresInbox):
         return {row["topic"]: row["head"] - counts[row["topic"]] + 1 for row in rows}
 
     async def prune(self, *, now_ms: int) -> int:
-        try:
-            status: str = await self._open_pool().execute(
-                sql.PRUNE_KEYS, now_ms - IDEMPOTENCY_TTL_MS
-            )
-        except DRIVER_ERRORS as exc:
-            raise Unavailable(f"store prune failed: {exc}") from None
+        async with self._connection("store prune failed") as conn:
+            status: str = await conn.execute(sql.PRUNE_KEYS, now_ms - IDEMPOTENCY_TTL_MS)
         return int(status.rsplit(" ", 1)[-1])
 
     # -- reads ---------------------------------------------------------------
 
     async def heads(self, user_ids: Sequence[str]) -> dict[str, int]:
         wanted = [user for user in dict.fromkeys(user_ids) if storable(user)]
-        try:
-            rows = await self._open_pool().fetch(sql.HEADS, wanted)
-        except DRIVER_ERRORS as exc:
-            raise Unavailable(f"store read failed: {exc}") from None
+        rows = await self._fetch(sql.HEADS, wanted)
         found = {row["user_id"]: row["head"] for row in rows}
         return {user: found.get(user, 0) for user in user_ids}
 
     async def ping(self) -> None:
+        async def probe() -> None:
+            async with self._connection("store unreachable") as conn:
+                await conn.fetchval("SELECT 1")
+
         try:
-            await asyncio.wait_for(self._open_pool().fetchval("SELECT 1"), PING_TIMEOUT)
-        except DRIVER_ERRORS as exc:
-            raise Unavailable(f"store unreachable: {exc or type(exc).__name__}") from None
+            await asyncio.wait_for(probe(), PING_TIMEOUT)
+        except TimeoutError:
+            raise Unavailable(f"store unreachable: no answer in {PING_TIMEOUT:g} s") from None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
@@ -47,6 +48,7 @@ from tidings.core.publish import stored_data
 from tidings.store import postgres_schema as sql
 from tidings.store import postgres_topics as topics
 from tidings.store.base import PAGE_LIMIT, Expired
+from tidings.store.postgres_faults import connection, transaction
 from tidings.store.postgres_schema import storable
 
 T = TypeVar("T")
@@ -55,9 +57,6 @@ RETRIES = 3
 """Attempts for a transaction that PostgreSQL aborted as a deadlock or
 serialization failure; with ordered locking neither should happen, but a
 retry is harmless."""
-
-DRIVER_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-"""What asyncpg raises when the server is unreachable or refuses a statement."""
 
 _Moves = tuple[int, int, int, int]
 """How a change moves one user's counters: total, unread, unseen, and the
@@ -126,32 +125,35 @@ class PostgresInbox:
             raise Unavailable("PostgreSQL store is not open")
         return self._pool
 
+    def _connection(self, failed: str) -> AbstractAsyncContextManager[Any]:
+        """A pool connection on which every driver error is ``Unavailable``
+        (``postgres_faults``); every operation of the store goes through one."""
+        return connection(self._open_pool(), failed)
+
     async def _fetch(self, statement: str, *args: Any) -> list[Any]:
-        try:
-            return list(await self._open_pool().fetch(statement, *args))
-        except DRIVER_ERRORS as exc:
-            raise Unavailable(f"store read failed: {exc}") from None
+        async with self._connection("store read failed") as conn:
+            return list(await conn.fetch(statement, *args))
 
     async def _transaction(
-        self, fn: Callable[..., Awaitable[T]], *args: Any, readonly: bool = False
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        readonly: bool = False,
+        failed: str | None = None,
     ) -> T:
         """Run ``fn(conn, *args)`` in one transaction, again if PostgreSQL aborted it."""
-        pool = self._open_pool()
+        if failed is None:
+            failed = "store read failed" if readonly else "store write failed, nothing changed"
         isolation = "repeatable_read" if readonly else "read_committed"
         for attempt in range(1, RETRIES + 1):
-            try:
-                async with (
-                    pool.acquire() as conn,
-                    conn.transaction(isolation=isolation, readonly=readonly),
-                ):
-                    return await fn(conn, *args)
-            except asyncpg.TransactionRollbackError as exc:
-                if attempt == RETRIES:
-                    raise Unavailable(f"store write failed, nothing changed: {exc}") from None
-            except DRIVER_ERRORS as exc:
-                raise Unavailable(
-                    f"store {'read' if readonly else 'write'} failed: {exc}"
-                ) from None
+            async with self._connection(failed) as conn:
+                try:
+                    return await transaction(
+                        conn, fn, *args, isolation=isolation, readonly=readonly
+                    )
+                except asyncpg.TransactionRollbackError:
+                    if attempt == RETRIES:
+                        raise
         raise AssertionError("unreachable")
 
     # -- reads ---------------------------------------------------------------

@@ -7,11 +7,17 @@ consistent snapshot while the writer commits. ``durable=True`` (the default)
 sets ``synchronous=FULL``: each commit is fsynced before any ack. The relaxed
 mode (``synchronous=NORMAL``) survives a process crash but may lose the last
 commits on power loss.
+
+A write that fails (a full disk above all) keeps its own error, names the
+database file, and marks the store's ``WriteHealth``: ``ping`` then probes
+with a real write, so readiness stays 503 while writes cannot succeed and
+turns 200 once one does. Reads go on meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import threading
 import time
@@ -36,16 +42,27 @@ from tidings.core.models import (
 from tidings.store import sqlite_inbox as inbox
 from tidings.store import sqlite_topics as topics
 from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired, SchemaVersions
+from tidings.store.health import WriteHealth
 from tidings.store.sqlite_schema import MIGRATIONS, migrate
 from tidings.store.sqlite_schema import version as schema_version
+from tidings.store.sqlite_tx import write_transaction
 
 T = TypeVar("T")
 _CHUNK = 900
 """Host parameters per IN (...) query, under SQLite's historic limit of 999."""
 
+MIN_FREE_BYTES = 1 << 20
+"""Free space the disk needs before a store whose writes failed tries one
+again for readiness; below it the disk counts as still full."""
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _touch(conn: sqlite3.Connection) -> None:
+    """The smallest real write: one row rewritten as it is, so one page to store."""
+    conn.execute("UPDATE schema_version SET version = version")
 
 
 def _duplicate(answer: dict[str, Any]) -> PublishResult:
@@ -69,6 +86,7 @@ class SQLiteStore:
         self._write_conn: sqlite3.Connection | None = None
         self._read_conns: list[sqlite3.Connection] = []
         self._local = threading.local()
+        self.health = WriteHealth(str(path))
         self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
         self.migrated: SchemaVersions | None = None
 
@@ -152,20 +170,7 @@ class SQLiteStore:
         return result
 
     def _write_batch(self, batch: list[PublishRequest]) -> list[PublishResult | Exception]:
-        conn = self._write_conn
-        if conn is None:
-            raise Unavailable("store is not open")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                results = self._assign(conn, batch)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise Unavailable(f"store write failed, nothing stored: {exc}") from None
-        return results
+        return self._write(self._assign, batch, undone="nothing stored")
 
     def _assign(
         self, conn: sqlite3.Connection, batch: list[PublishRequest]
@@ -312,14 +317,13 @@ class SQLiteStore:
         return known
 
     async def prune(self, *, now_ms: int) -> int:
-        def run() -> int:
-            assert self._write_conn is not None
-            cursor = self._write_conn.execute(
+        def run(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
                 "DELETE FROM idempotency WHERE created_at < ?", (now_ms - IDEMPOTENCY_TTL_MS,)
             )
             return cursor.rowcount
 
-        pruned: int = await self._in_writer(run)
+        pruned: int = await self._in_writer(self._write, run)
         return pruned
 
     # -- reads ---------------------------------------------------------------
@@ -361,22 +365,41 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise Unavailable(f"store read failed: {exc}") from None
 
-    def _write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one write transaction on the writer thread."""
+    def _write(self, fn: Callable[..., T], *args: Any, undone: str = "nothing changed") -> T:
+        """Run ``fn(conn, *args)`` in one write transaction on the writer thread;
+        a failure is ``Unavailable`` saying what was ``undone`` and why."""
         conn = self._write_conn
         if conn is None:
             raise Unavailable("store is not open")
+        changes = conn.total_changes
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *args)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            result = write_transaction(conn, fn, *args)
         except sqlite3.Error as exc:
-            raise Unavailable(f"store write failed, nothing changed: {exc}") from None
+            reason = self._write_error(exc)
+            self.health.failed(reason)
+            raise Unavailable(f"store write failed, {undone}: {reason}") from None
+        if conn.total_changes != changes:  # a transaction that wrote nothing proves nothing
+            self.health.succeeded()
         return result
+
+    def _write_error(self, exc: sqlite3.Error) -> str:
+        """SQLite's words and error name; a full disk is called so, with the file."""
+        name = getattr(exc, "sqlite_errorname", None)
+        detail = f"{exc} ({name})" if name else str(exc)
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # primary of an extended code
+        if code == sqlite3.SQLITE_FULL:
+            return f"disk full at {str(self.path)!r}: {detail}"
+        return detail
+
+    def _probe_write(self) -> None:
+        """While writes fail: one small real write, on a disk with room for it."""
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            raise Unavailable(f"store cannot write: {exc}") from None
+        if free < MIN_FREE_BYTES:
+            raise Unavailable(f"store cannot write: {self.health.failure}; {free} bytes free")
+        self._write(_touch)
 
     # -- inbox ---------------------------------------------------------------
 
@@ -474,6 +497,9 @@ class SQLiteStore:
         return heads
 
     async def ping(self) -> None:
+        """Reads answer, and writes do: after a failed write, only a probe write
+        that succeeds makes the store ready again."""
+
         def run() -> None:
             try:
                 self._reader().execute("SELECT 1 FROM streams LIMIT 1").fetchall()
@@ -481,3 +507,5 @@ class SQLiteStore:
                 raise Unavailable(f"store unreachable: {exc}") from None
 
         await self._in_reader(run)
+        if self.health.failure is not None:
+            await self._in_writer(self._probe_write)

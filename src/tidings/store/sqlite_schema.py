@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from tidings.core.publish import MAX_DATA_DEPTH, unshowable
 from tidings.store.base import SchemaTooNew, SchemaVersions
+from tidings.store.sqlite_tx import rollback
 
 log = logging.getLogger("tidings.store")
 
@@ -192,6 +193,6 @@ def migrate(conn: sqlite3.Connection) -> SchemaVersions:
             conn.execute("UPDATE schema_version SET version = ?", (number,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return SchemaVersions(version, len(MIGRATIONS))

@@ -148,7 +148,11 @@ def _routes(runtime: Runtime) -> APIRouter:
         response_model=PublishResponse,
         responses={
             409: {"model": ErrorResponse, "description": "idempotency key reused"},
-            503: {"model": ErrorResponse, "description": "store unavailable; nothing stored"},
+            503: {
+                "model": ErrorResponse,
+                "description": "store unavailable; nothing stored, unless the message says"
+                " the outcome is unknown (retry with the same idempotency key)",
+            },
         },
         tags=["publish"],
         summary="Publish a notification to one user or a list of users (admin)",
@@ -194,7 +198,7 @@ def _routes(runtime: Runtime) -> APIRouter:
     @router.get(
         "/readyz",
         tags=["operations"],
-        summary="Readiness: store and broker reachable, not draining",
+        summary="Readiness: store and broker reachable, store writes succeed, not draining",
         responses={503: {"description": "not ready"}},
     )
     async def readyz() -> JSONResponse:

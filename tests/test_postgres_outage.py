@@ -1,0 +1,204 @@
+"""PostgreSQL lost under the store: stopped under publish load, or a COMMIT
+that never gets its answer.
+
+Publishers over HTTP and WebSocket keep sending while the server is stopped
+with ``pg_ctl stop -m immediate`` (connections cut mid-statement and mid-
+COMMIT). Every failure must be the documented ``unavailable`` (HTTP 503),
+never ``internal``; every acked notification must be in the store once it is
+back; and the node must publish again without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.fault_proxy import FaultProxy
+from tests.private_postgres import PrivatePostgres, private_postgres
+from tests.server import ServerProcess
+from tests.store_contract import request
+from tests.wsclient import open_ws
+from tidings.core.errors import Unavailable
+from tidings.store import open_store
+
+__all__ = ["private_postgres"]
+
+pytestmark = pytest.mark.slow
+
+HTTP_PUBLISHERS = 32
+RECIPIENTS = 5
+WS_SENDERS = 12
+
+
+class Tally:
+    """Every answer the publishers got, by phase and by code."""
+
+    def __init__(self) -> None:
+        self.phase = "before"
+        self.codes: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.messages: collections.Counter[str] = collections.Counter()
+        self.acked: set[str] = set()
+        self.acked_by: dict[str, set[str]] = collections.defaultdict(set)
+        """Which publishers had an ack, by phase."""
+
+    def ok(self, publisher: str, notification_id: str) -> None:
+        self.codes[self.phase, "ok"] += 1
+        self.acked.add(notification_id)
+        self.acked_by[self.phase].add(publisher)
+
+    def error(self, code: str, message: str) -> None:
+        self.codes[self.phase, code] += 1
+        self.messages[message.split(":", 1)[0]] += 1
+
+
+async def http_publisher(
+    server: ServerProcess, name: str, tally: Tally, stop: asyncio.Event
+) -> None:
+    headers = {"Authorization": f"Bearer {server.token('backend', admin=True)}"}
+    async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            users = [f"user{(n + k) % 40}" for k in range(RECIPIENTS)]
+            response = await http.post(
+                server.url + "/v1/notifications", json={"userIds": users, "message": name}
+            )
+            if response.status_code == 201:
+                tally.ok(name, response.json()["notificationId"])
+                continue
+            try:
+                error = response.json()["error"]
+                code = error["code"] if response.status_code == 503 else f"http-{error['code']}"
+                tally.error(code, error["message"])
+            except (ValueError, KeyError):
+                tally.error(f"http-{response.status_code}", response.text)
+            await asyncio.sleep(0.02)
+
+
+async def ws_sender(server: ServerProcess, name: str, tally: Tally, stop: asyncio.Event) -> None:
+    ws = await open_ws(server.ws_url, token=server.token(name))
+    try:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            frame = {"action": "sendNotification", "userId": name, "message": f"{name}-{n}"}
+            await ws.send(orjson.dumps({**frame, "requestId": n}).decode())
+            reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+            while reply.get("requestId") != n:  # its own notifications come in too
+                reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+            if reply["type"] == "ack":
+                tally.ok(name, reply["notificationId"])
+            else:
+                tally.error(reply["code"], reply["message"])
+                await asyncio.sleep(0.02)
+    finally:
+        await ws.close()
+
+
+async def stored_ids(url: str) -> set[str]:
+    import asyncpg  # type: ignore[import-untyped,unused-ignore]
+
+    conn = await asyncpg.connect(url)
+    try:
+        return {row["id"] for row in await conn.fetch("SELECT id FROM tidings.notifications")}
+    finally:
+        await conn.close()
+
+
+async def wait_ready(server: ServerProcess, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while True:
+            status = (await http.get(server.url + "/readyz")).status_code
+            if status == 200 or time.monotonic() > deadline:
+                return status
+            await asyncio.sleep(0.1)
+
+
+async def test_postgres_stopped_under_load(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    server = ServerProcess(
+        tmp_path / "data", env={"TIDINGS_DB": f"{private_postgres.url}?schema=tidings"}
+    ).start()
+    tally = Tally()
+    stop = asyncio.Event()
+    names = [f"http{i}" for i in range(HTTP_PUBLISHERS)] + [f"ws{i}" for i in range(WS_SENDERS)]
+    load: list[asyncio.Task[Any]] = [
+        asyncio.create_task(
+            (http_publisher if name.startswith("http") else ws_sender)(server, name, tally, stop)
+        )
+        for name in names
+    ]
+
+    async def all_acked(phase: str) -> None:
+        deadline = time.monotonic() + 30
+        while len(tally.acked_by[phase]) < len(names) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    try:
+        await all_acked("before")
+        await asyncio.sleep(0.5)
+        tally.phase = "down"
+        await asyncio.to_thread(private_postgres.stop, "immediate")
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(private_postgres.start)
+        tally.phase = "after"
+        await all_acked("after")
+    finally:
+        stop.set()
+        await asyncio.gather(*load, return_exceptions=True)
+    try:
+        figures = dict(sorted(tally.codes.items()))
+        print(f"\nanswers by (phase, code): {figures}\nerror messages: {dict(tally.messages)}")
+        for task in load:
+            assert task.exception() is None, task.exception()
+        codes = {code for _, code in tally.codes}
+        assert codes <= {"ok", "unavailable"}, figures
+        assert tally.acked_by["before"] == set(names), figures
+        assert tally.codes["down", "unavailable"] > 0, figures
+        unanswered = set(names) - tally.acked_by["after"]
+        assert not unanswered, f"no ack after the restart for {sorted(unanswered)}"
+        missing = tally.acked - await stored_ids(private_postgres.url)
+        assert not missing, f"{len(missing)} acked notifications are not stored"
+        assert await wait_ready(server) == 200
+    finally:
+        server.stop()
+
+
+async def test_commit_without_an_answer_is_an_unknown_outcome(
+    private_postgres: PrivatePostgres,
+) -> None:
+    """The server commits, the connection dies before the answer: the publisher
+    is told the write may have been stored (it was), is not acked, and a retry
+    with the same idempotency key finds the first result."""
+    proxy = FaultProxy(private_postgres.port)
+    await proxy.start()
+    store = open_store(f"postgresql://postgres@127.0.0.1:{proxy.port}/postgres?schema=tidings")
+    await store.open()
+    try:
+        await store.append(request("bob"))
+        proxy.arm(b"COMMIT;")
+        with pytest.raises(Unavailable, match="outcome unknown: the write may have been stored"):
+            await store.append(request("bob", key="k1"))
+        assert proxy.cuts == 1
+        again = await store.append(request("bob", key="k1"))
+        assert again.duplicate and again.seqs == (("bob", 2),)
+        page = await store.read_stream("bob", after_seq=0)
+        assert [n.seq for n in page.items] == [1, 2]
+
+        proxy.arm(b"COMMIT;")  # a read's COMMIT lost: unavailable, nothing to be unsure of
+        with pytest.raises(Unavailable, match=r"^store read failed"):
+            await store.export("bob")
+        assert proxy.cuts == 2
+        assert (await store.export("bob"))["head"] == 2
+    finally:
+        await store.close()
+        await proxy.stop()
