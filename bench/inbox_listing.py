@@ -45,8 +45,8 @@ from tidings.core.ids import new_id
 from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
 from tidings.core.models import PublishRequest
 from tidings.store.base import Store
-from tidings.store.postgres import PostgresStore
-from tidings.store.sqlite import SQLiteStore
+from tidings.store.postgres.store import PostgresStore
+from tidings.store.sqlite.store import SQLiteStore
 
 RESULTS = Path(__file__).parent / "results" / "inbox_listing.json"
 SCHEMA = "tidings_bench_inbox"

@@ -16,7 +16,7 @@ import pytest
 from tests.services import require_driver, require_postgres
 from tests.test_cli import tidings
 from tests.test_store_contract import admin_fetch
-from tidings.store import sqlite_schema
+from tidings.store.sqlite import schema as sqlite_schema
 
 LATEST = len(sqlite_schema.MIGRATIONS)
 

@@ -527,7 +527,7 @@ async def test_three_nodes_migrate_a_fresh_schema_at_once(
     group = nodes(3)
     rows = await pg_fetch(f"SELECT version FROM {schema}.schema_version")
     assert len(rows) == 1
-    from tidings.store.postgres_schema import MIGRATIONS
+    from tidings.store.postgres.schema import MIGRATIONS
 
     assert rows[0]["version"] == len(MIGRATIONS)
     async with httpx.AsyncClient(headers=admin_headers()) as http:

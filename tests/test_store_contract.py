@@ -32,8 +32,8 @@ from tidings.core.inbox import EVERYONE, Mark
 from tidings.core.models import Counts
 from tidings.store import open_store
 from tidings.store.base import Store
-from tidings.store.postgres_schema import MIGRATIONS
-from tidings.store.sqlite import SQLiteStore
+from tidings.store.postgres.schema import MIGRATIONS
+from tidings.store.sqlite.store import SQLiteStore
 
 
 class TestSQLiteStore(StoreContract, InboxContract, TopicContract, TopicCountsContract):
@@ -114,7 +114,7 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract, TopicCounts
     @pytest.fixture
     def no_retries(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Make a deadlock fail the test instead of passing unseen after a retry."""
-        from tidings.store import postgres_inbox
+        from tidings.store.postgres import inbox as postgres_inbox
 
         monkeypatch.setattr(postgres_inbox, "RETRIES", 1)
 
@@ -399,7 +399,7 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract, TopicCounts
             await store.read_stream("bob", after_seq=0)
 
     async def test_url_options(self) -> None:
-        from tidings.store.postgres import PostgresStore
+        from tidings.store.postgres.store import PostgresStore
 
         store = PostgresStore.from_url(
             "postgresql://u:secret@db:5432/app?sslmode=disable&schema=tidings_a&pool_size=4"

@@ -10,12 +10,12 @@ def open_store(url: str, *, durable: bool = True) -> Store:
     """A store for ``url``: ``sqlite:///path`` (default) or ``postgresql://...``."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from tidings.store.sqlite import SQLiteStore
+        from tidings.store.sqlite.store import SQLiteStore
 
         return SQLiteStore.from_url(url, durable=durable)
     if scheme in ("postgres", "postgresql"):
         try:
-            from tidings.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+            from tidings.store.postgres.store import PostgresStore  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise ConfigError(
                 f"PostgreSQL store needs its driver: pip install 'tidings[postgres]' ({exc})"

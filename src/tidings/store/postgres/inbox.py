@@ -45,11 +45,11 @@ from tidings.core.errors import Unavailable
 from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, Notification, StreamPage, iso_ms
 from tidings.core.publish import stored_data
-from tidings.store import postgres_schema as sql
-from tidings.store import postgres_topics as topics
 from tidings.store.base import PAGE_LIMIT, Expired
-from tidings.store.postgres_faults import connection, transaction
-from tidings.store.postgres_schema import storable
+from tidings.store.postgres import schema as sql
+from tidings.store.postgres import topics
+from tidings.store.postgres.faults import connection, transaction
+from tidings.store.postgres.schema import storable
 
 T = TypeVar("T")
 
@@ -267,7 +267,7 @@ class PostgresInbox:
         self, conn: Any, user_id: str, action: str, up_to: str, now: int
     ) -> list[str]:
         """Mark read (or seen) every topic item up to ``up_to`` as SQLite's
-        ``sqlite_topics._move_marker`` does: markers moved to just below the
+        ``sqlite.topics._move_marker`` does: markers moved to just below the
         first larger id, only the items between old and new marker read, the
         few above it with an id up to ``up_to`` given receipts."""
         changed: list[str] = []

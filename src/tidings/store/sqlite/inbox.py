@@ -14,9 +14,9 @@ from typing import Any
 from tidings.core.counters import Moves, marked, removed
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, StreamPage, iso_ms
-from tidings.store import sqlite_topics as topics
 from tidings.store.base import Expired
-from tidings.store.sqlite_rows import ALIVE, COLUMNS, filter_clauses, to_item
+from tidings.store.sqlite import topics
+from tidings.store.sqlite.rows import ALIVE, COLUMNS, filter_clauses, to_item
 
 
 def list_items(

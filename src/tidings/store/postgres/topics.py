@@ -1,6 +1,6 @@
 """Topics on PostgreSQL: stored once, read per subscriber through markers and receipts.
 
-The model is SQLite's (``sqlite_topics``): a topic notification is one row in
+The model is SQLite's (``sqlite.topics``): a topic notification is one row in
 ``topic_notifications``; each subscriber's view of it is derived from the
 subscription (visible after ``from_seq``; read at or below ``read_upto``,
 seen at or below ``seen_upto``) and from that user's receipt for the item, if

@@ -31,7 +31,7 @@ unanswered is reported as an unknown outcome, never acked
 works again as soon as the server is back.
 
 The inbox (listing, counts, marks, expiry, erasure) and the topic reads and
-subscriptions are ``PostgresInbox``, in ``postgres_inbox`` (topic SQL in
+subscriptions are ``PostgresInbox``, in ``postgres.inbox`` (topic SQL in
 ``postgres_topics``), which this class inherits.
 """
 
@@ -50,12 +50,12 @@ from tidings.batching import GroupCommitter
 from tidings.core.errors import BadRequest, ConfigError, IdempotencyConflict, Unavailable
 from tidings.core.models import PublishRequest, PublishResult
 from tidings.logs import redact_url
-from tidings.store import postgres_schema as sql
-from tidings.store import postgres_topics as topics
 from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
-from tidings.store.postgres_faults import DRIVER_ERRORS, reason
-from tidings.store.postgres_inbox import PostgresInbox, now_ms
-from tidings.store.postgres_schema import storable
+from tidings.store.postgres import schema as sql
+from tidings.store.postgres import topics
+from tidings.store.postgres.faults import DRIVER_ERRORS, reason
+from tidings.store.postgres.inbox import PostgresInbox, now_ms
+from tidings.store.postgres.schema import storable
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 """A schema name that needs no quoting, so it can go into SQL and ``search_path`` as is."""

@@ -26,8 +26,8 @@ from typing import Any
 
 from tidings.core.inbox import InboxFilter, InboxQuery
 from tidings.core.publish import MAX_DATA_DEPTH, unshowable
-from tidings.store import postgres_topics as topics
 from tidings.store.base import SchemaTooNew, SchemaVersions
+from tidings.store.postgres import topics
 
 log = logging.getLogger("tidings.store")
 

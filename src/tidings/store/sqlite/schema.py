@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from tidings.core.publish import MAX_DATA_DEPTH, unshowable
 from tidings.store.base import SchemaTooNew, SchemaVersions
-from tidings.store.sqlite_tx import rollback
+from tidings.store.sqlite.tx import rollback
 
 log = logging.getLogger("tidings.store")
 

@@ -29,7 +29,7 @@ from tidings.core.counters import (
 )
 from tidings.core.inbox import EVERYONE, InboxFilter, Mark
 from tidings.core.models import InboxItem, Notification, StreamPage
-from tidings.store.sqlite_rows import ALIVE, filter_clauses, to_item
+from tidings.store.sqlite.rows import ALIVE, filter_clauses, to_item
 
 Sub = tuple[str, int, int, int | None, int, int | None]
 """topic, from_seq, read_upto, read_upto_at, seen_upto, seen_upto_at"""

@@ -39,13 +39,12 @@ from tidings.core.models import (
     PublishResult,
     StreamPage,
 )
-from tidings.store import sqlite_inbox as inbox
-from tidings.store import sqlite_topics as topics
 from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired, SchemaVersions
 from tidings.store.health import WriteHealth
-from tidings.store.sqlite_schema import MIGRATIONS, migrate
-from tidings.store.sqlite_schema import version as schema_version
-from tidings.store.sqlite_tx import write_transaction
+from tidings.store.sqlite import inbox, topics
+from tidings.store.sqlite.schema import MIGRATIONS, migrate
+from tidings.store.sqlite.schema import version as schema_version
+from tidings.store.sqlite.tx import write_transaction
 
 T = TypeVar("T")
 _CHUNK = 900
