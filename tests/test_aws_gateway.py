@@ -54,6 +54,13 @@ class FakeConnection:
     def write_frame(self, frame: bytes) -> None:
         self.frames.append(frame)
 
+    def hold_reading(self, reason: str) -> None:
+        self.transport.pause_reading()
+
+    def release_reading(self, *reasons: str) -> None:
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def accept(self) -> bool:
         self.outcome = ("accepted",)
         return True

@@ -29,6 +29,7 @@ class Conn:
         self.loop = asyncio.get_running_loop()
         self.transport = transport
         self._pending: list[bytes] | None = None
+        self._held = None
         self._buffer_limit = limit
         self.outbox = outbox
         self.slow = False

@@ -50,6 +50,10 @@ class Settings:
     """fsync every commit (SQLite synchronous=FULL); False trades power-loss safety for speed."""
     max_frame_bytes: int = 128 * 1024
     """Client frames over this close the connection with 1009 (the AWS figure)."""
+    max_fragments: int = 1024
+    """Frames one client message may come in; past it the connection closes with
+    1009. Each frame costs the same parsing whatever its size, so without a cap
+    a message of empty continuation frames is endless work and never too big."""
     limits: Limits = field(default_factory=Limits)
     ping_interval: float = 20.0
     """Seconds of silence from a client before the server pings it."""

@@ -72,6 +72,10 @@ class Connection(Protocol):
 
     def write_frame(self, frame: bytes) -> None: ...
 
+    def hold_reading(self, reason: str) -> None: ...
+
+    def release_reading(self, *reasons: str) -> None: ...
+
 
 def is_builtin(action: str) -> bool:
     """Whether tidings has its own action called ``action`` (sendNotification, ping, ...)."""
@@ -147,8 +151,7 @@ class Gateway:
             if not accept():
                 self._contexts.pop(conn.id, None)
             return
-        if conn.transport is not None:
-            conn.transport.pause_reading()
+        conn.hold_reading("$connect")
         self._spawn(self._connect(conn, ctx, route, accept, refuse))
 
     def route_message(self, conn: Connection, data: bytes) -> bool:
@@ -161,8 +164,8 @@ class Gateway:
             return False
         pending = self._pending.get(conn.id, 0) + 1
         self._pending[conn.id] = pending
-        if pending >= MAX_PENDING and conn.id not in self._paused and conn.transport is not None:
-            conn.transport.pause_reading()
+        if pending >= MAX_PENDING and conn.id not in self._paused:
+            conn.hold_reading("routes")
             self._paused.add(conn.id)
         self._spawn(self._message(conn, ctx, route, data))
         return True
@@ -233,8 +236,7 @@ class Gateway:
             self._contexts.pop(conn.id, None)
             self._post_disconnect(ctx, ABNORMAL_CLOSURE, "")
             return
-        if conn.transport is not None and not conn.transport.is_closing():
-            conn.transport.resume_reading()
+        conn.release_reading("$connect")
 
     async def _message(
         self, conn: Connection, ctx: ConnectionContext, route: Route, data: bytes
@@ -275,9 +277,7 @@ class Gateway:
         self._pending[conn.id] = pending - 1
         if conn.id in self._paused and pending - 1 < MAX_PENDING // 2:
             self._paused.discard(conn.id)
-            if _alive(conn):
-                assert conn.transport is not None
-                conn.transport.resume_reading()
+            conn.release_reading("routes")
 
     def _post_disconnect(self, ctx: ConnectionContext, code: int, reason: str) -> None:
         route = self.table.get(DISCONNECT)

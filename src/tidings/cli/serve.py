@@ -77,6 +77,14 @@ from tidings.logs import redact_url
     **env("MAX_FRAME_BYTES"),
 )
 @click.option(
+    "--max-fragments",
+    default=1024,
+    type=click.IntRange(1),
+    show_default=True,
+    help="Frames one client message may be split into; past it the connection closes with 1009.",
+    **env("MAX_FRAGMENTS"),
+)
+@click.option(
     "--max-message-chars",
     default=32_768,
     type=click.IntRange(1),
@@ -240,6 +248,7 @@ def serve(**options: Any) -> None:
         user_send=options["user_send"],
         durable=options["durability"] == "full",
         max_frame_bytes=options["max_frame_bytes"],
+        max_fragments=options["max_fragments"],
         limits=Limits(max_message_chars=options["max_message_chars"]),
         ping_interval=options["ping_interval"],
         ping_timeout=options["ping_timeout"],

@@ -5,12 +5,14 @@ same sockets several times in one iteration; each connection's frames of
 that iteration go out in one ``transport.write`` (one system call) instead
 of one each. Order is kept: frames queue in the order they were written.
 One callback per iteration flushes every connection that has frames, not
-one per connection.
+one per connection. A connection whose transport is full keeps its frames
+itself (``_hold``) until the transport has room.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Protocol
 
 
@@ -19,7 +21,11 @@ class Queued(Protocol):
 
     transport: asyncio.Transport | None
     _pending: list[bytes] | None
+    _held: deque[bytes] | None
+    """Not None while the transport is full: frames then wait with the connection."""
     _buffer_limit: int
+
+    def _hold(self, frames: list[bytes]) -> None: ...
 
     def _slow_consumer(self) -> None: ...
 
@@ -44,6 +50,9 @@ class Outbox:
             pending, conn._pending = conn._pending, None
             transport = conn.transport
             if pending is None or transport is None or transport.is_closing():
+                continue
+            if conn._held is not None:
+                conn._hold(pending)
                 continue
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
             if transport.get_write_buffer_size() > conn._buffer_limit:

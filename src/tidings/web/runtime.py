@@ -28,6 +28,10 @@ class GatewayConnection(Protocol):
 
     def write_frame(self, frame: bytes) -> None: ...
 
+    def hold_reading(self, reason: str) -> None: ...
+
+    def release_reading(self, *reasons: str) -> None: ...
+
 
 class GatewayHooks(Protocol):
     """What the WebSocket transport calls when API Gateway routes are configured

@@ -8,6 +8,12 @@ answers with its own errors. Incoming frames go through ``ServerProtocol``
 too; outgoing notification frames bypass it: the hub writes ready-made bytes
 straight to the transport. Each client message becomes at most one small
 task (a send awaiting its commit).
+
+Two limits keep one client from taking what belongs to all: a read is parsed
+a bounded number of frames per loop iteration (see ``_parse``), and frames
+that the transport cannot take yet wait here, whole, so that a slow
+consumer's can be dropped and its close frame still reach it (see
+``_slow_consumer``).
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import email.utils
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -50,10 +57,26 @@ _protocol_log = logging.getLogger("tidings.ws.protocol")
 
 CLOSE_GOING_AWAY_RESTART = 1012
 CLOSE_SLOW_CONSUMER = 1008
+SLOW_CONSUMER_REASON = "slow consumer: send buffer limit exceeded; reconnect with since"
 CLOSE_TIMEOUT = 5.0
 """Seconds to wait for the client's close frame before dropping the socket."""
+SLOW_CONSUMER_LINGER = 30.0
+"""Seconds a dropped slow consumer's socket is kept so that its close frame
+reaches it when it reads again. Its queued frames are dropped first, so this
+costs at most the transport's high-water mark (64 KiB) per connection."""
 MAX_INFLIGHT = 64
 """Sends awaiting commit per connection before we stop reading from it."""
+PARSE_SLICE = 2048
+"""Bytes of a read handed to the frame parser at once: at most 341 client
+frames (6 bytes each when empty), about 1 ms of parsing."""
+FRAMES_PER_TURN = 256
+"""Frames parsed for one connection in one loop iteration; the rest of its read
+waits for the next iteration. The parser takes 3 µs a frame whatever its
+size, so one read of 100,000 tiny frames would otherwise stall every other
+connection for 300 ms."""
+PUSH_BYTES = 64 * 1024
+"""Held frames handed to the transport in one write once it has room."""
+NO_HOLDS: frozenset[str] = frozenset()
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -91,6 +114,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.source_ip = ""
         self.user_agent = ""
         self._fragments: list[bytes] = []
+        self._max_fragments = runtime.settings.max_fragments
+        self._unparsed: bytes | None = None
+        self._unparsed_at = 0
+        """The rest of a read, from ``_unparsed_at``, left for the next loop iteration."""
         self._pending: list[bytes] | None = None
         """Frames waiting for the end of this loop iteration (after a reply), in order."""
         self._buffer_limit = runtime.settings.send_buffer_limit
@@ -98,7 +125,14 @@ class WebSocketConnection(asyncio.Protocol):
         self._due = runtime.outbox.due
         """Bytes the transport may hold for this client before it counts as slow."""
         self._inflight = 0
-        self._reading_paused = False
+        self._read_holds = NO_HOLDS
+        """Why reading is paused (``hold_reading``); it resumes when none is left."""
+        self._held: deque[bytes] | None = None
+        """Frames waiting, in order, while the transport is over its high-water
+        mark; None once it took them all. Kept out of the transport so that
+        they can still be dropped."""
+        self._held_bytes = 0
+        self._write_paused = False
         self._writable: asyncio.Event | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -115,18 +149,15 @@ class WebSocketConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = self.loop.time()
-        ws = self.ws
-        if ws is None:
+        if self._unparsed is not None:  # reading was paused; kept in order all the same
+            self._unparsed = self._unparsed[self._unparsed_at :] + data
+            self._unparsed_at = 0
+            return
+        if self.ws is None:
             if self._plain_handshake(data):
                 return
-            ws = self.ws = self._protocol(State.CONNECTING)
-        ws.receive_data(data)
-        for event in ws.events_received():
-            if isinstance(event, Request):
-                self._handshake(event)
-            elif isinstance(event, Frame):
-                self._on_frame(event)
-        self._flush()
+            self.ws = self._protocol(State.CONNECTING)
+        self._parse(data, 0)
 
     def eof_received(self) -> bool | None:
         if self.ws is not None:
@@ -139,6 +170,9 @@ class WebSocketConnection(asyncio.Protocol):
             self.server_state.connections.discard(self)
         if self._close_timer is not None:
             self._close_timer.cancel()
+        self._unparsed = None
+        self._held = None
+        self._held_bytes = 0
         if self._writable is not None:
             self._writable.set()
         if self.open:
@@ -159,12 +193,16 @@ class WebSocketConnection(asyncio.Protocol):
                 )
 
     def pause_writing(self) -> None:
-        self._writable = asyncio.Event()
+        """The transport is over its high-water mark: frames wait in ``_held``."""
+        self._write_paused = True
+        if self._held is None:
+            self._held = deque()
+        if self._writable is None:
+            self._writable = asyncio.Event()
 
     def resume_writing(self) -> None:
-        if self._writable is not None:
-            self._writable.set()
-            self._writable = None
+        self._write_paused = False
+        self._push_held()
 
     # -- handshake -----------------------------------------------------------
 
@@ -280,7 +318,67 @@ class WebSocketConnection(asyncio.Protocol):
 
     # -- frames in -----------------------------------------------------------
 
+    def _parse(self, data: bytes, start: int) -> None:
+        """Parse ``data[start:]`` and act on its frames, ``FRAMES_PER_TURN`` a loop iteration.
+
+        The parser runs to the end of whatever it is given, so it is given
+        ``PARSE_SLICE`` bytes at a time; once a turn's frames are used up,
+        reading pauses and the rest waits for the next iteration, after the
+        other connections had theirs.
+        """
+        ws = self.ws
+        assert ws is not None
+        end = len(data)
+        frames = 0
+        while start < end:
+            whole = start == 0 and end <= PARSE_SLICE
+            ws.receive_data(data if whole else data[start : start + PARSE_SLICE])
+            start += PARSE_SLICE
+            for event in ws.events_received():
+                if isinstance(event, Frame):
+                    frames += 1
+                    self._on_frame(event)
+                elif isinstance(event, Request):
+                    self._handshake(event)
+            if frames >= FRAMES_PER_TURN and start < end:
+                self._unparsed, self._unparsed_at = data, start
+                self.hold_reading("parse")  # part of the read is still to be parsed
+                self.loop.call_soon(self._parse_rest)
+                break
+        self._flush()
+
+    def _parse_rest(self) -> None:
+        data, start = self._unparsed, self._unparsed_at
+        self._unparsed = None
+        if data is None or self.transport is None or self.transport.is_closing():
+            return  # the connection is gone
+        self._parse(data, start)
+        if self._unparsed is None:
+            self.release_reading("parse")
+
+    def hold_reading(self, reason: str) -> None:
+        """Read nothing more from the client until ``release_reading(reason)``.
+
+        Several reasons can hold reading at once (sends awaiting commit, a
+        read still being parsed, a drain, the API Gateway routes' backlog);
+        reading resumes only when the last one is released.
+        """
+        transport = self.transport
+        if not self._read_holds and transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self._read_holds = self._read_holds | {reason}
+
+    def release_reading(self, *reasons: str) -> None:
+        if self._read_holds.isdisjoint(reasons):
+            return
+        self._read_holds = self._read_holds.difference(reasons) or NO_HOLDS
+        transport = self.transport
+        if not self._read_holds and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
     def _on_frame(self, frame: Frame) -> None:
+        if self.closing:
+            return
         opcode = frame.opcode
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if frame.fin:
@@ -288,11 +386,28 @@ class WebSocketConnection(asyncio.Protocol):
             else:
                 self._fragments = [bytes(frame.data)]
         elif opcode is Opcode.CONT:
-            self._fragments.append(bytes(frame.data))
+            fragments = self._fragments
+            if len(fragments) >= self._max_fragments:
+                self._too_many_fragments()
+                return
+            fragments.append(bytes(frame.data))
             if frame.fin:
-                message = b"".join(self._fragments)
                 self._fragments = []
-                self._on_message(message)
+                self._on_message(b"".join(fragments))
+
+    def _too_many_fragments(self) -> None:
+        """Close with 1009: a message in more frames than ``--max-fragments``."""
+        limit = self._max_fragments
+        log.warning(
+            "message in too many fragments",
+            extra={"conn": self.id, "user": self.user_id, "code": 1009, "limit": limit},
+        )
+        self._fragments = []
+        if self.open and not self.closing:
+            self.closing = True
+            self.node.detach(self)
+        assert self.ws is not None
+        self.ws.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big: more than {limit} fragments")
 
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
@@ -309,10 +424,8 @@ class WebSocketConnection(asyncio.Protocol):
             self.send(pong_frame(action.request_id))
             return
         self._inflight += 1
-        if self._inflight >= MAX_INFLIGHT and not self._reading_paused:
-            assert self.transport is not None
-            self.transport.pause_reading()
-            self._reading_paused = True
+        if self._inflight >= MAX_INFLIGHT:
+            self.hold_reading("inflight")
         self.runtime.track(self.loop.create_task(self._act(action)))
 
     async def _act(self, action: SendNotification | MarkAction | SubscribeAction) -> None:
@@ -342,10 +455,8 @@ class WebSocketConnection(asyncio.Protocol):
             self.send(reply)
         finally:
             self._inflight -= 1
-            if self._reading_paused and self._inflight < MAX_INFLIGHT // 2:
-                self._reading_paused = False
-                if self.transport is not None and not self.transport.is_closing():
-                    self.transport.resume_reading()
+            if self._inflight < MAX_INFLIGHT // 2:
+                self.release_reading("inflight")
 
     # -- frames out ----------------------------------------------------------
 
@@ -384,16 +495,80 @@ class WebSocketConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._held is not None:
+            self._hold(pending)
+            return
         transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         self._check_backlog(transport)
 
     def _check_backlog(self, transport: asyncio.Transport) -> None:
-        if transport.get_write_buffer_size() > self._buffer_limit:
+        if transport.get_write_buffer_size() + self._held_bytes > self._buffer_limit:
             self._slow_consumer()
 
+    def _hold(self, frames: list[bytes]) -> None:
+        """Keep frames until the transport has room (``resume_writing``)."""
+        held, transport = self._held, self.transport
+        assert held is not None and transport is not None
+        held.extend(frames)
+        self._held_bytes += sum(map(len, frames))
+        self._check_backlog(transport)
+
+    def _push_held(self) -> None:
+        """Hand held frames to the transport until it is full again; all gone: writable."""
+        held, transport = self._held, self.transport
+        if held is None or transport is None or transport.is_closing():
+            return
+        while held and not self._write_paused:
+            batch = [held.popleft()]
+            size = len(batch[0])
+            while held and size < PUSH_BYTES:
+                batch.append(held.popleft())
+                size += len(batch[-1])
+            self._held_bytes -= size
+            transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if not held and not self._write_paused:
+            self._writable_again()
+
+    def _release_held(self) -> None:
+        """Everything held goes to the transport now (before a close frame)."""
+        held, transport = self._held, self.transport
+        if held and transport is not None and not transport.is_closing():
+            transport.write(b"".join(held))
+        self._writable_again()
+
+    def _writable_again(self) -> None:
+        self._held = None
+        self._held_bytes = 0
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+
     def _slow_consumer(self) -> None:
-        log.warning("slow consumer disconnected", extra={"conn": self.id, "user": self.user_id})
-        self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send buffer limit exceeded")
+        """Close a client that stopped reading, in a way it can still learn why.
+
+        Its frames not yet handed to the transport are dropped (reconnecting
+        with ``since`` recovers them), so the close frame follows at most the
+        transport's high-water mark (64 KiB) instead of the whole backlog, and
+        reaches the client if it reads again within ``SLOW_CONSUMER_LINGER``
+        (or later, if by then the kernel took it: see ``_close_timed_out``).
+        """
+        if not self.open or self.closing:
+            return
+        transport = self.transport
+        dropped = self._held_bytes
+        self._pending = None
+        self._writable_again()
+        log.warning(
+            "slow consumer disconnected",
+            extra={
+                "conn": self.id,
+                "user": self.user_id,
+                "code": CLOSE_SLOW_CONSUMER,
+                "dropped_bytes": dropped,
+                "buffered_bytes": transport.get_write_buffer_size() if transport else 0,
+            },
+        )
+        self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON, timeout=SLOW_CONSUMER_LINGER)
 
     @property
     def last_active(self) -> float:
@@ -401,8 +576,7 @@ class WebSocketConnection(asyncio.Protocol):
         return time.time() - (self.loop.time() - self.last_seen)
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        self.hold_reading("drain")
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its high-water mark."""
@@ -414,23 +588,43 @@ class WebSocketConnection(asyncio.Protocol):
             self.transport.write(PING)
             self.last_ping = self.loop.time()
 
-    def close(self, code: int, reason: str) -> None:
-        """Start the closing handshake; drop the socket if the client does not answer."""
+    def close(self, code: int, reason: str, *, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Start the closing handshake; drop the socket if the client does not
+        answer within ``timeout`` seconds."""
         if not self.open or self.closing:
             return
         self._write_pending()
         if self.closing:  # the backlog was too big: closing already
             return
+        self._release_held()
         self.closing = True
         self.node.detach(self)
         if self.ws is not None and self.ws.state is State.OPEN:
             self.ws.send_close(code, reason)
         self._flush()
-        if self.transport is not None and not self.transport.is_closing():
-            # Reading may have been paused (drain, backpressure): the client's
-            # close frame must get through. Messages after this are ignored.
-            self.transport.resume_reading()
-        self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
+        # Reading may have been paused (drain, backpressure): the client's
+        # close frame must get through. Messages after this are ignored; a
+        # read still being parsed resumes reading once parsed.
+        self.release_reading(*(self._read_holds - {"parse"}))
+        if self._close_timer is not None:  # the protocol's own, for a close it sent
+            self._close_timer.cancel()
+        self._close_timer = self.loop.call_later(timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        """The client did not finish the closing handshake in time.
+
+        When everything written, the close frame included, is already in the
+        kernel, the socket is closed normally: the kernel still delivers it
+        all, then the FIN, to a client that reads later. Otherwise it is
+        reset, and the client sees the connection drop without a close frame.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size() == 0:
+            transport.close()
+        else:
+            transport.abort()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -456,10 +650,17 @@ class WebSocketConnection(asyncio.Protocol):
         for data in ws.data_to_send():
             if data:
                 transport.write(data)
+            elif ws.state is State.CLOSING and ws.close_rcvd is None and transport.can_write_eof():
+                # We failed the connection (a limit, a protocol error) while the
+                # client may still be sending: closing with its bytes unread
+                # would reset the connection, and the reset can destroy the
+                # close frame on its way. Half-close; the rest is read and
+                # dropped until the client closes its side or the close timeout.
+                transport.write_eof()
             else:
                 transport.close()
         if ws.close_expected() and self._close_timer is None:
-            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.abort)
+            self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self._close_timed_out)
 
 
 @functools.lru_cache(maxsize=2)
