@@ -25,7 +25,6 @@ one repeatable-read transaction.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -46,6 +45,7 @@ from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, Notification, StreamPage, iso_ms
 from tidings.core.publish import stored_data
 from tidings.store.base import PAGE_LIMIT, Expired
+from tidings.store.batch import now_ms
 from tidings.store.postgres import schema as sql
 from tidings.store.postgres import topics
 from tidings.store.postgres.faults import connection, transaction
@@ -61,10 +61,6 @@ retry is harmless."""
 _Moves = tuple[int, int, int, int]
 """How a change moves one user's counters: total, unread, unseen, and the
 seq ``trimmed`` rises to (0: unchanged)."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def to_notification(user_id: str, row: Any, topic: str | None = None) -> Notification:

@@ -47,14 +47,15 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import orjson
 
 from tidings.batching import GroupCommitter
-from tidings.core.errors import BadRequest, ConfigError, IdempotencyConflict, Unavailable
+from tidings.core.errors import BadRequest, ConfigError, Unavailable
 from tidings.core.models import PublishRequest, PublishResult
 from tidings.logs import redact_url
 from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
+from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms
 from tidings.store.postgres import schema as sql
 from tidings.store.postgres import topics
 from tidings.store.postgres.faults import DRIVER_ERRORS, reason
-from tidings.store.postgres.inbox import PostgresInbox, now_ms
+from tidings.store.postgres.inbox import PostgresInbox
 from tidings.store.postgres.schema import storable
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -90,12 +91,6 @@ def _unstorable(request: PublishRequest) -> str | None:
         if not storable(text):
             return f"{name} contains unpaired surrogates, which the store cannot keep"
     return None
-
-
-def _conflict(request: PublishRequest) -> IdempotencyConflict:
-    return IdempotencyConflict(
-        f"idempotency key {request.idempotency_key!r} was used for a different request"
-    )
 
 
 class PostgresStore(PostgresInbox):
@@ -249,14 +244,14 @@ class PostgresStore(PostgresInbox):
                 if key in known:
                     fingerprint, earlier = known[key]
                     results[i] = (
-                        earlier if fingerprint == request.fingerprint else _conflict(request)
+                        earlier if fingerprint == request.fingerprint else conflict(request)
                     )
                     continue
                 if first[key] != i:
                     if batch[first[key]].fingerprint == request.fingerprint:
                         repeats.append((i, first[key]))
                     else:
-                        results[i] = _conflict(request)
+                        results[i] = conflict(request)
                     continue
             new.append(i)
             for user in request.recipients:
@@ -291,25 +286,11 @@ class PostgresStore(PostgresInbox):
                      datas[i], tags[i], request.created_at, request.expires_at)
                 )  # fmt: skip
                 stored = (*stored, request.topic_notification(topic_seq))
-            result = PublishResult(
-                id=request.id,
-                seqs=tuple(seqs),
-                created_at=request.created_at,
-                stored=stored,
-                topic=request.topic,
-                topic_seq=topic_seq,
-            )
+            result = committed(request, seqs, stored, topic_seq)
             results[i] = result
             if request.idempotency_key is not None:
-                answer = {
-                    "id": result.id,
-                    "seqs": seqs,
-                    "createdAt": result.created_at,
-                    "topic": result.topic,
-                    "topicSeq": topic_seq,
-                }
                 answers.append(
-                    (request.sender or "", request.idempotency_key, orjson.dumps(answer))
+                    (request.sender or "", request.idempotency_key, first_answer(result))
                 )
         for i, j in repeats:
             done = results[j]
@@ -373,18 +354,7 @@ class PostgresStore(PostgresInbox):
         )
         known: dict[_Key, tuple[str, PublishResult]] = {}
         for row in rows:
-            answer = orjson.loads(row["response"])
-            known[(row["sender"], row["key"])] = (
-                row["fingerprint"],
-                PublishResult(
-                    id=answer["id"],
-                    seqs=tuple((u, s) for u, s in answer["seqs"]),
-                    created_at=answer["createdAt"],
-                    duplicate=True,
-                    topic=answer.get("topic"),
-                    topic_seq=answer.get("topicSeq", 0),
-                ),
-            )
+            known[(row["sender"], row["key"])] = (row["fingerprint"], duplicate(row["response"]))
         if len(known) != len(held):
             raise Unavailable("an idempotency key vanished while being read; retry")
         return known

@@ -20,7 +20,6 @@ import asyncio
 import shutil
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 import orjson
 
 from tidings.batching import GroupCommitter
-from tidings.core.errors import ConfigError, IdempotencyConflict, Unavailable
+from tidings.core.errors import ConfigError, Unavailable
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import (
     Counts,
@@ -40,6 +39,7 @@ from tidings.core.models import (
     StreamPage,
 )
 from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired, SchemaVersions
+from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms
 from tidings.store.health import WriteHealth
 from tidings.store.sqlite import inbox, topics
 from tidings.store.sqlite.schema import MIGRATIONS, migrate
@@ -55,25 +55,9 @@ MIN_FREE_BYTES = 1 << 20
 again for readiness; below it the disk counts as still full."""
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _touch(conn: sqlite3.Connection) -> None:
     """The smallest real write: one row rewritten as it is, so one page to store."""
     conn.execute("UPDATE schema_version SET version = version")
-
-
-def _duplicate(answer: dict[str, Any]) -> PublishResult:
-    """The first result of an idempotent request, as its repeats get it."""
-    return PublishResult(
-        id=answer["id"],
-        seqs=tuple((u, s) for u, s in answer["seqs"]),
-        created_at=answer["createdAt"],
-        duplicate=True,
-        topic=answer.get("topic"),
-        topic_seq=answer.get("topicSeq", 0),
-    )
 
 
 class SQLiteStore:
@@ -188,12 +172,7 @@ class SQLiteStore:
             if request.idempotency_key is not None and key in known:
                 fingerprint, earlier = known[key]
                 if fingerprint != request.fingerprint:
-                    results.append(
-                        IdempotencyConflict(
-                            f"idempotency key {request.idempotency_key!r} was used "
-                            "for a different request"
-                        )
-                    )
+                    results.append(conflict(request))
                 else:
                     results.append(earlier)
                 continue
@@ -230,25 +209,12 @@ class SQLiteStore:
             else:
                 topic_seq = 0
                 stored = tuple([request.notification_for(u, s) for u, s in seqs])
-            result = PublishResult(
-                id=request.id,
-                seqs=tuple(seqs),
-                created_at=request.created_at,
-                stored=stored,
-                topic=request.topic,
-                topic_seq=topic_seq,
-            )
+            result = committed(request, seqs, stored, topic_seq)
             results.append(result)
             if request.idempotency_key is not None:
-                answer = {
-                    "id": result.id,
-                    "seqs": seqs,
-                    "createdAt": result.created_at,
-                    "topic": result.topic,
-                    "topicSeq": topic_seq,
-                }
-                key_rows.append((*key, request.fingerprint, orjson.dumps(answer), _now_ms()))
-                known[key] = (request.fingerprint, _duplicate(answer))
+                response = first_answer(result)
+                key_rows.append((*key, request.fingerprint, response, now_ms()))
+                known[key] = (request.fingerprint, duplicate(response))
         conn.executemany(
             "INSERT INTO notifications (user_id, seq, id, sender, message, data, created_at,"
             " tags, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -299,7 +265,7 @@ class SQLiteStore:
         self, conn: sqlite3.Connection, batch: list[PublishRequest]
     ) -> dict[tuple[str, str | None], tuple[str, PublishResult]]:
         known: dict[tuple[str, str | None], tuple[str, PublishResult]] = {}
-        horizon = _now_ms() - IDEMPOTENCY_TTL_MS
+        horizon = now_ms() - IDEMPOTENCY_TTL_MS
         for request in batch:
             if request.idempotency_key is None:
                 continue
@@ -311,7 +277,7 @@ class SQLiteStore:
             if row is not None:
                 known[(request.sender or "", request.idempotency_key)] = (
                     row[0],
-                    _duplicate(orjson.loads(row[1])),
+                    duplicate(row[1]),
                 )
         return known
 
@@ -336,7 +302,7 @@ class SQLiteStore:
         return page
 
     def _read_stream(self, user_id: str, after_seq: int, limit: int) -> StreamPage:
-        return self._read(inbox.history, user_id, after_seq, None, limit, _now_ms())
+        return self._read(inbox.history, user_id, after_seq, None, limit, now_ms())
 
     async def history(
         self, user_id: str, *, after_seq: int, before_seq: int | None, limit: int
@@ -348,7 +314,7 @@ class SQLiteStore:
             after_seq,
             before_seq,
             min(limit, PAGE_LIMIT),
-            _now_ms(),
+            now_ms(),
         )
         return page
 
@@ -404,19 +370,19 @@ class SQLiteStore:
 
     async def list_inbox(self, user_id: str, query: InboxQuery) -> tuple[list[InboxItem], bool]:
         result: tuple[list[InboxItem], bool] = await self._in_reader(
-            self._read, inbox.list_items, user_id, query, _now_ms()
+            self._read, inbox.list_items, user_id, query, now_ms()
         )
         return result
 
     async def counts(self, user_id: str) -> Counts:
-        counts: Counts = await self._in_reader(self._read, inbox.counts, user_id, _now_ms())
+        counts: Counts = await self._in_reader(self._read, inbox.counts, user_id, now_ms())
         return counts
 
     async def counts_many(self, user_ids: Sequence[str]) -> dict[str, Counts]:
         def run(conn: sqlite3.Connection, now: int) -> dict[str, Counts]:
             return {user: inbox.counts(conn, user, now) for user in user_ids}
 
-        result: dict[str, Counts] = await self._in_reader(self._read, run, _now_ms())
+        result: dict[str, Counts] = await self._in_reader(self._read, run, now_ms())
         return result
 
     async def count_filters(
@@ -425,18 +391,18 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection, now: int) -> dict[str, int]:
             return {name: inbox.count(conn, user_id, f, now) for name, f in filters.items()}
 
-        result: dict[str, int] = await self._in_reader(self._read, run, _now_ms())
+        result: dict[str, int] = await self._in_reader(self._read, run, now_ms())
         return result
 
     async def mark(self, user_id: str, mark: Mark) -> tuple[list[str], Counts]:
         result: tuple[list[str], Counts] = await self._in_writer(
-            self._write, inbox.mark, user_id, mark, _now_ms()
+            self._write, inbox.mark, user_id, mark, now_ms()
         )
         return result
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> tuple[list[str], Counts]:
         result: tuple[list[str], Counts] = await self._in_writer(
-            self._write, inbox.delete, user_id, list(ids), _now_ms()
+            self._write, inbox.delete, user_id, list(ids), now_ms()
         )
         return result
 
@@ -458,13 +424,13 @@ class SQLiteStore:
         self, topic: str, *, after_seq: int, limit: int = PAGE_LIMIT
     ) -> StreamPage:
         page: StreamPage = await self._in_reader(
-            self._read, topics.read_topic, topic, after_seq, min(limit, PAGE_LIMIT), _now_ms()
+            self._read, topics.read_topic, topic, after_seq, min(limit, PAGE_LIMIT), now_ms()
         )
         return page
 
     async def subscribe(self, user_ids: Sequence[str], topic: str) -> dict[str, int]:
         starts: dict[str, int] = await self._in_writer(
-            self._write, topics.subscribe, list(user_ids), topic, _now_ms()
+            self._write, topics.subscribe, list(user_ids), topic, now_ms()
         )
         return starts
 
@@ -484,7 +450,7 @@ class SQLiteStore:
         return erased
 
     async def export(self, user_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = await self._in_reader(self._read, inbox.export, user_id, _now_ms())
+        data: dict[str, Any] = await self._in_reader(self._read, inbox.export, user_id, now_ms())
         return data
 
     async def heads(self, user_ids: Sequence[str]) -> dict[str, int]:
