@@ -225,8 +225,11 @@ async def test_redis_outage_is_reported_and_survived(own_redis: RedisServer) -> 
 async def test_silent_redis_is_detected_by_ping(own_redis: RedisServer) -> None:
     """A frozen server keeps its sockets open; only the watcher's ping notices."""
     from tidings.broker.redis.broker import RedisBroker
+    from tidings.broker.redis.link import Backoff
 
-    broker = RedisBroker(f"redis://127.0.0.1:{own_redis.port}/0", ping_interval=0.2, timeout=0.5)
+    broker = RedisBroker(
+        f"redis://127.0.0.1:{own_redis.port}/0", backoff=Backoff(timeout=0.5, ping_interval=0.2)
+    )
     recorder = Recorder()
     await broker.start(recorder.on_publication, recorder.on_state)
     try:

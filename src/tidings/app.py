@@ -27,10 +27,10 @@ from starlette.middleware import Middleware
 from tidings.aws.web import install as install_gateway
 from tidings.broker import open_broker, open_cluster
 from tidings.config import Settings
+from tidings.core.frames import text_frame
 from tidings.logs import redact_url
 from tidings.node import Node
 from tidings.store import open_store
-from tidings.web.frames import text_frame
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
 from tidings.web.limits import BearerFirst, LimitedHttpProtocol, RequestLimits

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
@@ -42,8 +41,10 @@ from tidings.aws.integration import IntegrationFailed, Integrations, describe
 from tidings.aws.routes import CONNECT, DISCONNECT, Route
 from tidings.aws.settings import GatewaySettings
 from tidings.core.errors import InvalidRoute, ProtocolError
+from tidings.core.frames import binary_frame
 from tidings.core.protocol import parse_client_frame
 from tidings.core.tokens import Identity
+from tidings.hooks import GatewayConnection as Connection
 
 log = logging.getLogger("tidings.aws")
 
@@ -60,23 +61,6 @@ TIMED_OUT = "Endpoint request timed out"
 ABNORMAL_CLOSURE = 1006
 
 
-class Connection(Protocol):
-    """What the gateway needs of a WebSocket connection (``web.ws.WebSocketConnection``)."""
-
-    id: str
-    connected_at: float
-    source_ip: str
-    transport: asyncio.Transport | None
-
-    def send(self, payload: bytes) -> None: ...
-
-    def write_frame(self, frame: bytes) -> None: ...
-
-    def hold_reading(self, reason: str) -> None: ...
-
-    def release_reading(self, *reasons: str) -> None: ...
-
-
 def is_builtin(action: str) -> bool:
     """Whether tidings has its own action called ``action`` (sendNotification, ping, ...)."""
     try:
@@ -90,15 +74,6 @@ def is_builtin(action: str) -> bool:
 
 def _alive(conn: Connection) -> bool:
     return conn.transport is not None and not conn.transport.is_closing()
-
-
-def binary_frame(payload: bytes) -> bytes:
-    length = len(payload)
-    if length < 126:
-        return bytes((0x82, length)) + payload
-    if length < 65536:
-        return struct.pack("!BBH", 0x82, 126, length) + payload
-    return struct.pack("!BBQ", 0x82, 127, length) + payload
 
 
 class Gateway:

@@ -3,63 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from websockets.http11 import Request
 
 from tidings.config import Settings
 from tidings.core.forwarded import TrustedProxies
-from tidings.core.tokens import Identity
+from tidings.hooks import GatewayHooks
 from tidings.node import Node
 from tidings.web.outbox import Outbox
-
-
-class GatewayConnection(Protocol):
-    """What API Gateway routes use of a WebSocket connection."""
-
-    id: str
-    connected_at: float
-    source_ip: str
-    transport: asyncio.Transport | None
-
-    def send(self, payload: bytes) -> None: ...
-
-    def write_frame(self, frame: bytes) -> None: ...
-
-    def hold_reading(self, reason: str) -> None: ...
-
-    def release_reading(self, *reasons: str) -> None: ...
-
-
-class GatewayHooks(Protocol):
-    """What the WebSocket transport calls when API Gateway routes are configured
-    (``tidings.aws.gateway.Gateway``, handed in by the composition root)."""
-
-    active: bool
-    """Routes are configured: the transport must call the hooks."""
-
-    def serves_websocket(self, path: str) -> bool:
-        """Whether ``path`` is a WebSocket path besides ``/ws`` (the stage's)."""
-        ...
-
-    def handshake(
-        self,
-        conn: GatewayConnection,
-        request: Request,
-        identity: Identity,
-        *,
-        accept: Callable[[], bool],
-        refuse: Callable[[int, str], None],
-    ) -> None:
-        """Accept now, or once ``$connect`` says yes (``accept``), or ``refuse``."""
-
-    def route_message(self, conn: GatewayConnection, data: bytes) -> bool:
-        """Hand a message to its route; False when tidings answers it itself."""
-        ...
-
-    def disconnected(self, conn: GatewayConnection, code: int, reason: str) -> None: ...
 
 
 @dataclass(slots=True)

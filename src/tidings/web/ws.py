@@ -35,6 +35,7 @@ from websockets.utils import accept_key
 
 from tidings.core.cursor import StreamCursor
 from tidings.core.errors import ProtocolError, TidingsError
+from tidings.core.frames import PING, text_frame
 from tidings.core.protocol import (
     MarkAction,
     Ping,
@@ -48,7 +49,6 @@ from tidings.core.protocol import (
     reply_frame,
 )
 from tidings.core.tokens import Identity
-from tidings.web.frames import PING, text_frame
 from tidings.web.handshake import Admission, HandshakeRefused, admit, plain_upgrade
 from tidings.web.runtime import Runtime
 

@@ -28,7 +28,15 @@ from typing import Any
 
 from tidings.batching import GroupCommitter
 from tidings.broker.base import Handler, StateHandler
-from tidings.broker.redis.link import LINK_ERRORS, Backoff, connect, hold, split_prefix, subscribe
+from tidings.broker.redis.link import (
+    DEFAULT_BACKOFF,
+    LINK_ERRORS,
+    Backoff,
+    connect,
+    hold,
+    split_prefix,
+    subscribe,
+)
 from tidings.core.errors import Unavailable
 from tidings.core.models import Publication
 from tidings.logs import redact_url
@@ -73,15 +81,12 @@ class RedisBroker:
         url: str,
         *,
         prefix: str = "tidings",
-        min_backoff: float = 0.1,
-        max_backoff: float = 2.0,
-        ping_interval: float = 5.0,
-        timeout: float = 2.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.url = url
         self.channel = f"{prefix}:pub"
-        self.backoff = Backoff(timeout, ping_interval, min_backoff, max_backoff)
-        self.timeout = timeout
+        self.backoff = backoff
+        self.timeout = backoff.timeout
         """Seconds to connect, subscribe or publish before calling Redis unavailable."""
         self.up = False
         self._client: Any = None

@@ -29,7 +29,14 @@ import orjson
 
 from tidings.broker import local
 from tidings.broker.cluster import ConnectionInfo, Gone, Member, Members, Presence, Repair, node_of
-from tidings.broker.redis.link import LINK_ERRORS, Backoff, connect, hold, split_prefix
+from tidings.broker.redis.link import (
+    DEFAULT_BACKOFF,
+    LINK_ERRORS,
+    Backoff,
+    connect,
+    hold,
+    split_prefix,
+)
 from tidings.broker.redis.registry import Registry
 from tidings.core.errors import Unavailable
 from tidings.core.models import JSONObject
@@ -47,11 +54,8 @@ class RedisCluster:
         *,
         prefix: str = "tidings",
         node_ttl: float = 10.0,
-        timeout: float = 2.0,
-        ping_interval: float = 5.0,
         audit_interval: float = 30.0,
-        min_backoff: float = 0.1,
-        max_backoff: float = 2.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.members = members
         self.node_id = node_id
@@ -59,9 +63,9 @@ class RedisCluster:
         self.url = url
         self.registry = Registry(prefix, node_id, ttl=node_ttl)
         self.node_ttl = node_ttl
-        self.timeout = timeout
+        self.timeout = backoff.timeout
         """Seconds a routed call may take before it answers 503."""
-        self.backoff = Backoff(timeout, ping_interval, min_backoff, max_backoff)
+        self.backoff = backoff
         self.audit_interval = audit_interval
         self.up = False
         """True while this node's subscription holds: calls can be routed."""

@@ -108,6 +108,9 @@ class Backoff:
     max_delay: float = 2.0
 
 
+DEFAULT_BACKOFF = Backoff()
+
+
 async def hold(
     client: Any,
     channel: str,

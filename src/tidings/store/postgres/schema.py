@@ -20,34 +20,26 @@ Inbox listings and counts are assembled per filter by ``list_query`` and
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tidings.core.inbox import InboxFilter, InboxQuery
-from tidings.core.publish import MAX_DATA_DEPTH, unshowable
+from tidings.store import repair
 from tidings.store.base import SchemaTooNew, SchemaVersions
 from tidings.store.postgres import topics
 
-log = logging.getLogger("tidings.store")
-
 
 async def remove_unshowable_data(conn: Any) -> None:
-    """Migration 5: drop ``data`` that no answer could carry (nested too deep,
-    stored before such data was refused), keeping the rest of each row. Only
-    rows with more opening brackets than the depth allowed are decoded."""
+    """Migration 5 (``store/repair.py``)."""
     repaired = 0
-    for table, key in (("notifications", "user_id"), ("topic_notifications", "topic")):
-        rows = await conn.fetch(
-            f"SELECT {key} AS owner, seq, data FROM {table} WHERE data IS NOT NULL"
-            " AND length(data) - length(translate(data, '{[', '')) > $1",
-            MAX_DATA_DEPTH,
-        )
-        bad = [(row["owner"], row["seq"]) for row in rows if unshowable(row["data"])]
+    for table, key in repair.STREAM_TABLES:
+        suspects = f"SELECT {key}, seq, data FROM {table} WHERE data IS NOT NULL AND "
+        brackets = "length(data) - length(translate(data, '{[', '')) > $1"
+        rows = await conn.fetch(suspects + brackets, repair.SUSPECTS)
+        bad = repair.unshowable_keys(tuple(row) for row in rows)
         await conn.executemany(f"UPDATE {table} SET data = NULL WHERE {key} = $1 AND seq = $2", bad)
         repaired += len(bad)
-    if repaired:
-        log.warning("removed data that could not be shown", extra={"notifications": repaired})
+    repair.report(repaired)
 
 
 MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Callable
 
-from tidings.core.publish import MAX_DATA_DEPTH, unshowable
+from tidings.store import repair
 from tidings.store.base import SchemaTooNew, SchemaVersions
 from tidings.store.sqlite.tx import rollback
 
-log = logging.getLogger("tidings.store")
-
 
 def remove_unshowable_data(conn: sqlite3.Connection) -> None:
-    """Migration 5: drop ``data`` that no answer could carry (nested too deep,
-    stored before such data was refused), keeping the rest of each row. Only
-    rows with more opening brackets than the depth allowed are decoded."""
+    """Migration 5 (``store/repair.py``)."""
     repaired = 0
-    for table, key in (("notifications", "user_id"), ("topic_notifications", "topic")):
-        rows = conn.execute(
-            f"SELECT {key}, seq, data FROM {table} WHERE data IS NOT NULL"
-            " AND length(data) - length(replace(replace(data, '{', ''), '[', '')) > ?",
-            (MAX_DATA_DEPTH,),
-        ).fetchall()
-        bad = [(owner, seq) for owner, seq, data in rows if unshowable(data)]
+    for table, key in repair.STREAM_TABLES:
+        suspects = f"SELECT {key}, seq, data FROM {table} WHERE data IS NOT NULL AND "
+        brackets = "length(data) - length(replace(replace(data, '{', ''), '[', '')) > ?"
+        bad = repair.unshowable_keys(conn.execute(suspects + brackets, (repair.SUSPECTS,)))
         conn.executemany(f"UPDATE {table} SET data = NULL WHERE {key} = ? AND seq = ?", bad)
         repaired += len(bad)
-    if repaired:
-        log.warning("removed data that could not be shown", extra={"notifications": repaired})
+    repair.report(repaired)
 
 
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
