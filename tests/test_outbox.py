@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tidings.web.backpressure import HeldFrames
 from tidings.web.outbox import Outbox
 
 
@@ -29,7 +30,7 @@ class Conn:
         self.loop = asyncio.get_running_loop()
         self.transport = transport
         self._pending: list[bytes] | None = None
-        self._held = None
+        self._held = HeldFrames()
         self._buffer_limit = limit
         self.outbox = outbox
         self.slow = False

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.server import ServerProcess
 from tests.wsclient import open_ws, recv_json, recv_until, send_json
-from tidings.web.ws import CLOSE_TIMEOUT
+from tidings.web.closing import CLOSE_TIMEOUT
 
 COUNT = 300
 MESSAGE = "x" * 20_000

@@ -31,12 +31,13 @@ from tidings.core.frames import text_frame
 from tidings.logs import redact_url
 from tidings.node import Node
 from tidings.store import open_store
+from tidings.web.closing import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
 from tidings.web.limits import BearerFirst, LimitedHttpProtocol, RequestLimits
 from tidings.web.presence import presence_router
 from tidings.web.runtime import Runtime
-from tidings.web.ws import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT, WebSocketConnection
+from tidings.web.ws import WebSocketConnection
 
 log = logging.getLogger("tidings.server")
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
+import functools
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import MultipleValuesError
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
+from websockets.utils import accept_key
 
 from tidings.config import Settings
 from tidings.core.errors import AuthError, BadRequest
@@ -206,3 +210,19 @@ def _one_header(headers: Mapping[str, str], name: str) -> str | None:
 def _first(query: dict[str, list[str]], name: str) -> str | None:
     values = query.get(name)
     return values[0] if values else None
+
+
+def switching_protocols(key: str) -> bytes:
+    """The ``101`` answer to a plain upgrade with ``Sec-WebSocket-Key: key``,
+    byte for byte what python-websockets sends."""
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+        % (_http_date(int(time.time())), accept_key(key).encode())
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _http_date(second: int) -> bytes:
+    """The ``Date`` header value for a Unix second (the same for every client in it)."""
+    return email.utils.formatdate(second, usegmt=True).encode()

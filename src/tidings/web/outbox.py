@@ -12,8 +12,9 @@ itself (``_hold``) until the transport has room.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Protocol
+
+from tidings.web.backpressure import HeldFrames
 
 
 class Queued(Protocol):
@@ -21,8 +22,8 @@ class Queued(Protocol):
 
     transport: asyncio.Transport | None
     _pending: list[bytes] | None
-    _held: deque[bytes] | None
-    """Not None while the transport is full: frames then wait with the connection."""
+    _held: HeldFrames
+    """Holding while the transport is full: frames then wait with the connection."""
     _buffer_limit: int
 
     def _hold(self, frames: list[bytes]) -> None: ...
@@ -51,7 +52,7 @@ class Outbox:
             transport = conn.transport
             if pending is None or transport is None or transport.is_closing():
                 continue
-            if conn._held is not None:
+            if conn._held.holding:
                 conn._hold(pending)
                 continue
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
