@@ -114,9 +114,9 @@ class TestPostgresStore(StoreContract, InboxContract, TopicContract, TopicCounts
     @pytest.fixture
     def no_retries(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Make a deadlock fail the test instead of passing unseen after a retry."""
-        from tidings.store.postgres import inbox as postgres_inbox
+        from tidings.store.postgres import pool
 
-        monkeypatch.setattr(postgres_inbox, "RETRIES", 1)
+        monkeypatch.setattr(pool, "RETRIES", 1)
 
     @pytest.fixture
     async def make_store(self, pg_url: str) -> AsyncIterator[MakeStore]:

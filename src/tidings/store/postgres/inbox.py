@@ -25,11 +25,8 @@ one repeatable-read transaction.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
-
-import asyncpg  # type: ignore[import-untyped,unused-ignore]
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tidings.core.counters import (
     Moves,
@@ -40,117 +37,27 @@ from tidings.core.counters import (
     removed,
     swept_offsets,
 )
-from tidings.core.errors import Unavailable
 from tidings.core.inbox import EVERYONE, InboxFilter, InboxQuery, Mark
-from tidings.core.models import Counts, InboxItem, Notification, StreamPage, iso_ms
-from tidings.core.publish import stored_data
+from tidings.core.models import Counts, InboxItem, StreamPage, iso_ms
 from tidings.store.base import PAGE_LIMIT, Expired
 from tidings.store.batch import now_ms
-from tidings.store.postgres import schema as sql
-from tidings.store.postgres import topics
-from tidings.store.postgres.faults import connection, transaction
-from tidings.store.postgres.schema import storable
-
-T = TypeVar("T")
-
-RETRIES = 3
-"""Attempts for a transaction that PostgreSQL aborted as a deadlock or
-serialization failure; with ordered locking neither should happen, but a
-retry is harmless."""
-
-_Moves = tuple[int, int, int, int]
-"""How a change moves one user's counters: total, unread, unseen, and the
-seq ``trimmed`` rises to (0: unchanged)."""
+from tidings.store.postgres import sql, topics
+from tidings.store.postgres.pool import Pooled
+from tidings.store.postgres.rows import (
+    StreamMoves,
+    by_seq,
+    counts_of,
+    marked_moves,
+    removed_moves,
+    state,
+    to_item,
+    to_notification,
+)
+from tidings.store.postgres.sql import storable
 
 
-def to_notification(user_id: str, row: Any, topic: str | None = None) -> Notification:
-    """A stored row as a notification; a topic's has no user (it is the same for all)."""
-    return Notification(
-        id=row["id"],
-        user_id="" if topic is not None else user_id,
-        seq=row["seq"],
-        message=row["message"],
-        created_at=row["created_at"],
-        sender=row["sender"],
-        data=stored_data(row["data"], row["id"]),
-        tags=tuple(row["tags"]),
-        expires_at=row["expires_at"],
-        topic=topic,
-    )
-
-
-def to_item(user_id: str, row: Any, topic: str | None = None) -> InboxItem:
-    return InboxItem(
-        to_notification(user_id, row, topic),
-        read_at=row["read_at"],
-        seen_at=row["seen_at"],
-        archived_at=row["archived_at"],
-        user_id=user_id,
-    )
-
-
-def _state(row: Any) -> State:
-    return row["read_at"], row["seen_at"], row["archived_at"]
-
-
-def _marked(action: str, rows: Sequence[Any]) -> _Moves:
-    """The counter moves of ``action`` on the rows it changed."""
-    return (*marked(action, map(_state, rows)), 0)
-
-
-def _removed(rows: Sequence[Any], trimmed: int = 0) -> _Moves:
-    """The counter moves of deleting ``rows``."""
-    return (*removed(map(_state, rows)), trimmed)
-
-
-def _by_seq(row: Any) -> tuple[str, int]:
-    return row["user_id"], row["seq"]
-
-
-def _counts(row: Any) -> Counts:
-    return Counts(int(row["total"]), int(row["unread"]), int(row["unseen"]))
-
-
-class PostgresInbox:
+class PostgresInbox(Pooled):
     """Inherited by ``PostgresStore``, which opens ``_pool``."""
-
-    _pool: Any
-
-    def _open_pool(self) -> Any:
-        if self._pool is None:
-            raise Unavailable("PostgreSQL store is not open")
-        return self._pool
-
-    def _connection(self, failed: str) -> AbstractAsyncContextManager[Any]:
-        """A pool connection on which every driver error is ``Unavailable``
-        (``postgres_faults``); every operation of the store goes through one."""
-        return connection(self._open_pool(), failed)
-
-    async def _fetch(self, statement: str, *args: Any) -> list[Any]:
-        async with self._connection("store read failed") as conn:
-            return list(await conn.fetch(statement, *args))
-
-    async def _transaction(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        *args: Any,
-        readonly: bool = False,
-        failed: str | None = None,
-    ) -> T:
-        """Run ``fn(conn, *args)`` in one transaction, again if PostgreSQL aborted it."""
-        if failed is None:
-            failed = "store read failed" if readonly else "store write failed, nothing changed"
-        isolation = "repeatable_read" if readonly else "read_committed"
-        for attempt in range(1, RETRIES + 1):
-            async with self._connection(failed) as conn:
-                try:
-                    return await transaction(
-                        conn, fn, *args, isolation=isolation, readonly=readonly
-                    )
-                except asyncpg.TransactionRollbackError:
-                    if attempt == RETRIES:
-                        raise
-        raise AssertionError("unreachable")
 
     # -- reads ---------------------------------------------------------------
 
@@ -185,12 +92,12 @@ class PostgresInbox:
         if not storable(user_id):
             return Counts()
         rows = await self._fetch(sql.COUNTS, [user_id], now_ms())
-        return _counts(rows[0]) if rows else Counts()
+        return counts_of(rows[0]) if rows else Counts()
 
     async def counts_many(self, user_ids: Sequence[str]) -> dict[str, Counts]:
         users = [user for user in dict.fromkeys(user_ids) if storable(user)]
         rows = await self._fetch(sql.COUNTS, users, now_ms()) if users else []
-        return {row["user_id"]: _counts(row) for row in rows}
+        return {row["user_id"]: counts_of(row) for row in rows}
 
     async def count_filters(
         self, user_id: str, filters: Mapping[str, InboxFilter]
@@ -218,7 +125,7 @@ class PostgresInbox:
             counts = await conn.fetch(sql.COUNTS, [user_id], now)
             subscriptions = await conn.fetch(topics.EXPORT_SUBSCRIPTIONS, user_id)
             receipts = await conn.fetch(topics.EXPORT_RECEIPTS, user_id)
-            return rows, head or 0, _counts(counts[0]), topics.export(subscriptions, receipts)
+            return rows, head or 0, counts_of(counts[0]), topics.export(subscriptions, receipts)
 
         rows, head, counts, topic_state = (
             await self._transaction(run, readonly=True)
@@ -256,7 +163,7 @@ class PostgresInbox:
             picked = await conn.fetch(topics.MARKS[mark.action, by], user_id, target, now)
             await self._offset(conn, user_id, mark.action, picked, now)
             shared = [row["id"] for row in picked]
-        counts = await self._settle(conn, {user_id: _marked(mark.action, rows)}, now)
+        counts = await self._settle(conn, {user_id: marked_moves(mark.action, rows)}, now)
         return [row["id"] for row in rows] + shared, counts.get(user_id, Counts())
 
     async def _move_markers(
@@ -301,7 +208,7 @@ class PostgresInbox:
         """Move the user's topic offsets by what ``action`` did to ``rows``."""
         states: dict[str, list[State]] = {}
         for row in rows:
-            states.setdefault(row["topic"], []).append(_state(row))
+            states.setdefault(row["topic"], []).append(state(row))
         moves = {
             topic: removed(items) if action == "delete" else marked(action, items)
             for topic, items in states.items()
@@ -332,7 +239,7 @@ class PostgresInbox:
         rows = await conn.fetch(sql.DELETE_ITEMS, user_id, ids, now)
         hidden = await conn.fetch(topics.DELETE, user_id, ids, now)
         await self._offset(conn, user_id, "delete", hidden, now)
-        counts = await self._settle(conn, {user_id: _removed(rows)}, now)
+        counts = await self._settle(conn, {user_id: removed_moves(rows)}, now)
         return [row["id"] for row in rows] + [row["id"] for row in hidden], counts.get(
             user_id, Counts()
         )
@@ -410,7 +317,7 @@ class PostgresInbox:
         # Retention cut each stream up to its highest swept seq: a replay from
         # below is incomplete.
         moves = {
-            user: _removed(items, trimmed=max(row["seq"] for row in items))
+            user: removed_moves(items, trimmed=max(row["seq"] for row in items))
             for user, items in by_user.items()
         }
         counts = await self._settle(conn, moves, now)
@@ -432,10 +339,10 @@ class PostgresInbox:
     ) -> list[Expired]:
         heads = {row["user_id"]: row["head"] for row in await conn.fetch(sql.LOCK_STREAMS, users)}
         by_user: dict[str, list[Any]] = {}
-        for row in sorted(await conn.fetch(sql.TRIM_STREAMS, users, keep, limit), key=_by_seq):
+        for row in sorted(await conn.fetch(sql.TRIM_STREAMS, users, keep, limit), key=by_seq):
             by_user.setdefault(row["user_id"], []).append(row)
         moves = {
-            user: _removed(
+            user: removed_moves(
                 rows, trimmed=heads[user] - keep if len(rows) < limit else rows[-1]["seq"]
             )
             for user, rows in by_user.items()
@@ -448,7 +355,9 @@ class PostgresInbox:
             for user, rows in by_user.items()
         ]
 
-    async def _settle(self, conn: Any, moves: dict[str, _Moves], now: int) -> dict[str, Counts]:
+    async def _settle(
+        self, conn: Any, moves: dict[str, StreamMoves], now: int
+    ) -> dict[str, Counts]:
         """Move the counters (under the stream locks the caller holds) and read
         the counts after the change."""
         if any(any(move) for move in moves.values()):
@@ -456,7 +365,7 @@ class PostgresInbox:
             rows = await conn.fetch(sql.ADJUST_COUNTS, list(moves), *map(list, columns), now)
         else:
             rows = await conn.fetch(sql.COUNTS, list(moves), now)
-        return {row["user_id"]: _counts(row) for row in rows}
+        return {row["user_id"]: counts_of(row) for row in rows}
 
     async def erase(self, user_id: str) -> int:
         if not storable(user_id):

@@ -52,11 +52,11 @@ from tidings.core.models import PublishRequest, PublishResult
 from tidings.logs import redact_url
 from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
 from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms
-from tidings.store.postgres import schema as sql
-from tidings.store.postgres import topics
+from tidings.store.postgres import schema as migrations
+from tidings.store.postgres import sql, topics
 from tidings.store.postgres.faults import DRIVER_ERRORS, reason
 from tidings.store.postgres.inbox import PostgresInbox
-from tidings.store.postgres.schema import storable
+from tidings.store.postgres.sql import storable
 
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 """A schema name that needs no quoting, so it can go into SQL and ``search_path`` as is."""
@@ -157,7 +157,7 @@ class PostgresStore(PostgresInbox):
                 server_settings=settings,
             )
             async with pool.acquire() as conn:
-                self.migrated = await sql.migrate(conn, schema=self.schema)
+                self.migrated = await migrations.migrate(conn, schema=self.schema)
         except DRIVER_ERRORS as exc:
             if pool is not None:
                 pool.terminate()
@@ -177,14 +177,14 @@ class PostgresStore(PostgresInbox):
                 self.dsn, timeout=CONNECT_TIMEOUT, server_settings=settings
             )
             try:
-                found = await sql.version(conn)
+                found = await migrations.version(conn)
             finally:
                 await conn.close()
         except DRIVER_ERRORS as exc:
             raise Unavailable(
                 f"cannot read PostgreSQL store at {redact_url(self.dsn)!r}: {reason(exc)}"
             ) from None
-        return SchemaVersions(found, len(sql.MIGRATIONS))
+        return SchemaVersions(found, len(migrations.MIGRATIONS))
 
     async def close(self) -> None:
         await self._committer.wait_idle()
