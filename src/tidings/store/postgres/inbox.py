@@ -170,7 +170,7 @@ class PostgresInbox(Pooled):
         self, conn: Any, user_id: str, action: str, up_to: str, now: int
     ) -> list[str]:
         """Mark read (or seen) every topic item up to ``up_to`` as SQLite's
-        ``sqlite.topics._move_marker`` does: markers moved to just below the
+        ``sqlite.receipts._move_marker`` does: markers moved to just below the
         first larger id, only the items between old and new marker read, the
         few above it with an id up to ``up_to`` given receipts."""
         changed: list[str] = []

@@ -15,7 +15,7 @@ from tidings.core.counters import Moves, marked, removed
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, StreamPage, iso_ms
 from tidings.store.base import Expired
-from tidings.store.sqlite import topics
+from tidings.store.sqlite import receipts, topics
 from tidings.store.sqlite.rows import ALIVE, COLUMNS, filter_clauses, to_item
 
 
@@ -127,7 +127,7 @@ def mark(
         [*params, now],
     ).fetchall()
     _adjust(conn, user_id, marked(change.action, [row[1:] for row in rows]))
-    changed = [row[0] for row in rows] + topics.mark(conn, user_id, change, now)
+    changed = [row[0] for row in rows] + receipts.mark(conn, user_id, change, now)
     return changed, counts(conn, user_id, now)
 
 
@@ -141,7 +141,7 @@ def delete(
         (user_id, *ids, now),
     ).fetchall()
     _adjust(conn, user_id, removed(row[1:] for row in rows))
-    deleted = [row[0] for row in rows] + topics.delete(conn, user_id, ids, now)
+    deleted = [row[0] for row in rows] + receipts.delete(conn, user_id, ids, now)
     return deleted, counts(conn, user_id, now)
 
 
