@@ -1,21 +1,24 @@
-"""``tidings token``: mint a signed token for a user."""
+"""``tidings token``: mint a signed token for a user, or say what one is."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 
 from tidings.cli.common import data_dir_option, secret_option
 from tidings.config import load_or_create_secret
-from tidings.core.tokens import mint
+from tidings.core.errors import AuthError
+from tidings.core.models import iso_ms
+from tidings.core.tokens import claims_of, mint, verify
 
 USER_TOKEN_TTL = 86400
 ADMIN_TOKEN_TTL = 30 * 86400
 
 
 @click.command()
-@click.argument("user")
+@click.argument("user", required=False)
 @click.option("--admin", is_flag=True, help="May publish over HTTP and manage any inbox.")
 @click.option(
     "--ttl",
@@ -23,12 +26,57 @@ ADMIN_TOKEN_TTL = 30 * 86400
     type=click.IntRange(1),
     help="Lifetime in seconds [default: 1 day; 30 days with --admin].",
 )
+@click.option(
+    "--check",
+    metavar="TOKEN",
+    help="Say whom TOKEN is for and when it expires, instead of minting one "
+    "(exit status 1 if the server would refuse it).",
+)
 @data_dir_option
 @secret_option
-def token(user: str, admin: bool, ttl: int | None, data_dir: Path, secret: str | None) -> None:
-    """Print a signed token for USER."""
+def token(
+    user: str | None,
+    admin: bool,
+    ttl: int | None,
+    check: str | None,
+    data_dir: Path,
+    secret: str | None,
+) -> None:
+    """Print a signed token for USER (or, with --check, what a token is)."""
+    key = secret or load_or_create_secret(data_dir)
+    if check is not None:
+        click.echo(describe(key, check))
+        return
+    if user is None:
+        raise click.UsageError("give the USER to mint a token for (or --check TOKEN)")
     if ttl is None:
         # Until tokens can be revoked, an admin token's lifetime is its exposure.
         ttl = ADMIN_TOKEN_TTL if admin else USER_TOKEN_TTL
-    key = secret or load_or_create_secret(data_dir)
     click.echo(mint(key, user, ttl_seconds=ttl, admin=admin))
+
+
+def describe(secret: str, token: str) -> str:
+    """``alice (user token), expires ... (in 23 h 59 min)``; ``AuthError`` if refused."""
+    claims = claims_of(secret, token)
+    exp = claims.get("exp")
+    try:
+        who = verify(secret, token)
+    except AuthError as exc:
+        if isinstance(exp, int) and exp <= time.time():
+            raise AuthError(f"token expired at {iso_ms(exp * 1000)} ({_span(exp)} ago)") from None
+        raise exc from None
+    kind = "admin token" if who.admin else "user token"
+    until = ""
+    if isinstance(exp, int):
+        left = "in " + _span(exp) if exp > time.time() else _span(exp) + " ago, within the leeway"
+        until = f"expires {iso_ms(exp * 1000)} ({left})"
+    return f"{who.user_id} ({kind}), {until or 'never expires'}"
+
+
+def _span(when: int) -> str:
+    seconds = abs(int(when - time.time()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"

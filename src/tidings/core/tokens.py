@@ -75,6 +75,18 @@ def verify(secret: str, token: str) -> Identity:
     return Identity(user_id=sub, admin=claims.get("admin") is True)
 
 
+def claims_of(secret: str, token: str) -> dict[str, Any]:
+    """A token's claims once its signature checks, expired or not (for telling
+    an operator about it); ``AuthError`` for anything not signed with ``secret``."""
+    try:
+        claims: dict[str, Any] = _PYJWT.decode(
+            token, secret, algorithms=_ALGORITHMS, options={"verify_exp": False}
+        )
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    return claims
+
+
 def _decode(secret: str, token: str) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = _PYJWT.decode(
