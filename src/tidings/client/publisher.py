@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from tidings.client.base import USER_AGENT, answer, new_key, server_urls, unreachable_reason
 from tidings.client.errors import RequestFailed, ServerUnreachable
+
+R = TypeVar("R")
 
 RETRY_DELAYS = (0.2, 1.0)
 """Seconds before each retry of a publish that could not be answered."""
@@ -59,18 +60,12 @@ def _retryable(exc: Exception) -> bool:
     )
 
 
-class Publisher:
-    """A synchronous publisher for backends.
+class _Publishing(Generic[R]):
+    """What both publishers say; ``R`` is the answer, or an awaitable of it."""
 
-    ``Publisher("http://127.0.0.1:8000", admin_token).publish("bob", "hi")``
-    returns the server's answer: ``notificationId``, ``createdAt``,
-    ``recipients`` (``userId`` and ``seq`` each) and ``duplicate``. Raises
-    ``ServerUnreachable`` or ``RequestFailed`` (``Unauthorized`` for a bad token).
-    """
-
-    def __init__(self, url: str, admin_token: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, admin_token: str, client: type[Any], timeout: float) -> None:
         self._url = server_urls(url).http
-        self._client = httpx.Client(
+        self._client = client(
             base_url=self._url,
             timeout=timeout,
             headers={"Authorization": f"Bearer {admin_token}", "User-Agent": USER_AGENT},
@@ -85,13 +80,13 @@ class Publisher:
         tags: Sequence[str] = (),
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> R:
         """Store ``message`` for one user or each of a list, then push it to them.
 
         ``tags`` (up to 16) and ``expires_at`` (a datetime with a zone, or ISO
         8601) are stored with it."""
         body = _body(message, to=to, data=data, tags=tags, expires_at=expires_at)
-        return self._send(body, idempotency_key)
+        return self._send(body, idempotency_key or new_key())
 
     def broadcast(
         self,
@@ -102,32 +97,49 @@ class Publisher:
         tags: Sequence[str] = (),
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> R:
         """Store ``message`` once in ``topic`` and push it to every subscriber
         (every user for ``everyone``); the answer has the topic's ``seq``."""
         body = _body(message, topic=topic, data=data, tags=tags, expires_at=expires_at)
-        return self._send(body, idempotency_key)
+        return self._send(body, idempotency_key or new_key())
 
-    def _send(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key or new_key()}
+    def _send(self, body: dict[str, Any], key: str) -> R:
+        raise NotImplementedError
+
+    def _unreachable(self, exc: httpx.TransportError) -> ServerUnreachable:
+        return ServerUnreachable(
+            f"cannot reach the server at {self._url} ({unreachable_reason(exc)})"
+        )
+
+
+class Publisher(_Publishing[dict[str, Any]]):
+    """A synchronous publisher for backends.
+
+    ``Publisher("http://127.0.0.1:8000", admin_token).publish("bob", "hi")``
+    returns the server's answer: ``notificationId``, ``createdAt``,
+    ``recipients`` (``userId`` and ``seq`` each) and ``duplicate``. Raises
+    ``ServerUnreachable`` or ``RequestFailed`` (``Unauthorized`` for a bad token).
+    """
+
+    def __init__(self, url: str, admin_token: str, *, timeout: float = 10.0) -> None:
+        super().__init__(url, admin_token, httpx.Client, timeout)
+
+    def _send(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         for delay in (*RETRY_DELAYS, None):
             try:
-                return self._post(body, headers)
-            except (ServerUnreachable, RequestFailed) as exc:
-                if delay is None or not _retryable(exc):
-                    raise
-                time.sleep(delay)
+                response = self._client.post(
+                    "/v1/notifications", json=body, headers={"Idempotency-Key": key}
+                )
+                result: dict[str, Any] = answer(response)
+                return result
+            except httpx.TransportError as exc:
+                failure: Exception = self._unreachable(exc)
+            except RequestFailed as exc:
+                failure = exc
+            if delay is None or not _retryable(failure):
+                raise failure
+            time.sleep(delay)
         raise AssertionError("unreachable")
-
-    def _post(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-        try:
-            response = self._client.post("/v1/notifications", json=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(
-                f"cannot reach the server at {self._url} ({unreachable_reason(exc)})"
-            ) from None
-        result: dict[str, Any] = answer(response)
-        return result
 
     def close(self) -> None:
         self._client.close()
@@ -135,74 +147,32 @@ class Publisher:
     def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
-class AsyncPublisher:
+class AsyncPublisher(_Publishing[Awaitable[dict[str, Any]]]):
     """``Publisher`` for asyncio code: ``await AsyncPublisher(url, token).publish(...)``."""
 
     def __init__(self, url: str, admin_token: str, *, timeout: float = 10.0) -> None:
-        self._url = server_urls(url).http
-        self._client = httpx.AsyncClient(
-            base_url=self._url,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {admin_token}", "User-Agent": USER_AGENT},
-        )
+        super().__init__(url, admin_token, httpx.AsyncClient, timeout)
 
-    async def publish(
-        self,
-        to: str | Sequence[str],
-        message: str,
-        *,
-        data: dict[str, Any] | None = None,
-        tags: Sequence[str] = (),
-        expires_at: datetime | str | None = None,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """``Publisher.publish``, awaited."""
-        body = _body(message, to=to, data=data, tags=tags, expires_at=expires_at)
-        return await self._send(body, idempotency_key)
-
-    async def broadcast(
-        self,
-        message: str,
-        *,
-        topic: str = "everyone",
-        data: dict[str, Any] | None = None,
-        tags: Sequence[str] = (),
-        expires_at: datetime | str | None = None,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """``Publisher.broadcast``, awaited."""
-        body = _body(message, topic=topic, data=data, tags=tags, expires_at=expires_at)
-        return await self._send(body, idempotency_key)
-
-    async def _send(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-        headers = {"Idempotency-Key": idempotency_key or new_key()}
+    async def _send(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         for delay in (*RETRY_DELAYS, None):
             try:
-                return await self._post(body, headers)
-            except (ServerUnreachable, RequestFailed) as exc:
-                if delay is None or not _retryable(exc):
-                    raise
-                await asyncio.sleep(delay)
+                response = await self._client.post(
+                    "/v1/notifications", json=body, headers={"Idempotency-Key": key}
+                )
+                result: dict[str, Any] = answer(response)
+                return result
+            except httpx.TransportError as exc:
+                failure: Exception = self._unreachable(exc)
+            except RequestFailed as exc:
+                failure = exc
+            if delay is None or not _retryable(failure):
+                raise failure
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")
-
-    async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-        try:
-            response = await self._client.post("/v1/notifications", json=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(
-                f"cannot reach the server at {self._url} ({unreachable_reason(exc)})"
-            ) from None
-        result: dict[str, Any] = answer(response)
-        return result
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -210,10 +180,5 @@ class AsyncPublisher:
     async def __aenter__(self) -> AsyncPublisher:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

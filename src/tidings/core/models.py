@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -158,19 +159,9 @@ class PublishRequest:
         )
 
     def topic_notification(self, seq: int) -> Notification:
+        """The one notification a topic publish stores: no user, the topic's seq."""
         assert self.topic is not None
-        return Notification(
-            id=self.id,
-            user_id="",
-            seq=seq,
-            message=self.message,
-            created_at=self.created_at,
-            sender=self.sender,
-            data=self.data,
-            tags=self.tags,
-            expires_at=self.expires_at,
-            topic=self.topic,
-        )
+        return dataclasses.replace(self.notification_for("", seq), topic=self.topic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,14 +29,7 @@ import orjson
 
 from tidings.broker import local
 from tidings.broker.cluster import ConnectionInfo, Gone, Member, Members, Presence, Repair, node_of
-from tidings.broker.redis.link import (
-    DEFAULT_BACKOFF,
-    LINK_ERRORS,
-    Backoff,
-    connect,
-    hold,
-    split_prefix,
-)
+from tidings.broker.redis import link
 from tidings.broker.redis.registry import Registry
 from tidings.core.errors import Unavailable
 from tidings.core.models import JSONObject
@@ -55,7 +48,7 @@ class RedisCluster:
         prefix: str = "tidings",
         node_ttl: float = 10.0,
         audit_interval: float = 30.0,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        backoff: link.Backoff = link.DEFAULT_BACKOFF,
     ) -> None:
         self.members = members
         self.node_id = node_id
@@ -86,7 +79,7 @@ class RedisCluster:
         cls, members: Members, node_id: str, repair: Repair, url: str, *, node_ttl: float = 10.0
     ) -> RedisCluster:
         """The broker's URL: the same Redis and ``prefix``."""
-        url, prefix = split_prefix(url)
+        url, prefix = link.split_prefix(url)
         return cls(members, node_id, repair, url, prefix=prefix, node_ttl=node_ttl)
 
     # -- lifecycle -----------------------------------------------------------
@@ -94,10 +87,10 @@ class RedisCluster:
     async def start(self) -> None:
         """Begin mirroring this node's connections; never fails for a Redis that is
         down (the broker already refused to start then): the link keeps trying."""
-        self._client = connect(self.url, self.timeout)
+        self._client = link.connect(self.url, self.timeout)
         self._live = {conn.id: conn.user_id for conn in self.members}
         self.members.listen(self._added, self._removed)
-        link = hold(
+        watch = link.hold(
             self._client,
             self.registry.channel(self.node_id),
             name="Redis cluster",
@@ -106,7 +99,7 @@ class RedisCluster:
             on_down=self._link_down,
             backoff=self.backoff,
         )
-        for name, loop in (("watch", link), ("beat", self._beat()), ("write", self._write())):
+        for name, loop in (("watch", watch), ("beat", self._beat()), ("write", self._write())):
             self._tasks.append(asyncio.create_task(loop, name=f"tidings-cluster-{name}"))
 
     async def stop(self) -> None:
@@ -124,7 +117,7 @@ class RedisCluster:
         try:
             async with asyncio.timeout(self.timeout):
                 await self.registry.leave(self._client)
-        except (*LINK_ERRORS, TimeoutError) as exc:
+        except (*link.LINK_ERRORS, TimeoutError) as exc:
             log.warning("could not deregister; peers reap us later", extra={"error": str(exc)})
         await self._client.aclose()
         self._client = None
@@ -166,7 +159,7 @@ class RedisCluster:
                     await self.registry.write(self._client, changes)
             except Exception as exc:
                 # A link error is expected; anything else is a bug, yet the writer must live on.
-                report = log.debug if isinstance(exc, LINK_ERRORS) else log.exception
+                report = log.debug if isinstance(exc, link.LINK_ERRORS) else log.exception
                 report("registry write failed; rebuilding later", extra={"error": str(exc)})
                 self._rebuild = True
 
@@ -189,7 +182,7 @@ class RedisCluster:
                 alive = {node_id for node_id, entries in peers.items() if entries < 0}
                 lost, self._peers = self._peers - alive, alive
             except Exception as exc:
-                report = log.debug if isinstance(exc, LINK_ERRORS) else log.exception
+                report = log.debug if isinstance(exc, link.LINK_ERRORS) else log.exception
                 report("heartbeat failed", extra={"error": str(exc)})
             # A node that died may have committed notifications it never published.
             due = self.audit_interval and loop.time() - audited >= self.audit_interval
@@ -246,7 +239,7 @@ class RedisCluster:
     async def _reply(self, node_id: str, reply: JSONObject) -> None:
         try:
             await self._client.publish(self.registry.channel(node_id), orjson.dumps(reply))
-        except LINK_ERRORS as exc:
+        except link.LINK_ERRORS as exc:
             log.warning("could not answer a call", extra={"node": node_id, "error": str(exc)})
 
     async def _call(self, connection_id: str, op: str, body: bytes = b"") -> JSONObject:
@@ -276,7 +269,7 @@ class RedisCluster:
             raise Unavailable(
                 f"node {target!r} holding {connection_id!r} did not answer in {self.timeout:g}s"
             ) from None
-        except LINK_ERRORS as exc:
+        except link.LINK_ERRORS as exc:
             raise Unavailable(f"cannot reach node {target!r}: {exc}") from None
         finally:
             self._pending.pop(request_id, None)
@@ -313,6 +306,6 @@ class RedisCluster:
             raise Unavailable("presence on other nodes is unknown: the link to Redis is down")
         try:
             elsewhere = await self.registry.connections(self._client, user_id)
-        except LINK_ERRORS as exc:
+        except link.LINK_ERRORS as exc:
             raise Unavailable(f"presence on other nodes is unknown: {exc}") from None
         return Presence(user_id, tuple(here + elsewhere))
