@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from tidings.cli.common import env, run
+from tidings.cli.common import run
+from tidings.cli.schema import Setting, options
 
 
 class _Unavailable(click.ClickException):
@@ -22,63 +23,64 @@ def _check_ws_url(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
+BENCH = (
+    Setting(
+        "url",
+        "The deployment's WebSocket endpoint, ws://HOST:PORT/ws or wss://HOST/ws "
+        "(wss: the certificate is checked against the system's CAs; SSL_CERT_FILE adds one).",
+        required=True,
+        callback=_check_ws_url,
+        variable="BENCH_URL",
+    ),
+    Setting(
+        "token",
+        "A user token (tidings token USER). Every connection is that user and every "
+        "send is stored in that user's inbox: use a user kept for load tests. No admin "
+        "token is needed (sends go over the WebSocket; the server must allow them, "
+        "--user-send any or self).",
+        required=True,
+    ),
+    Setting(
+        "connections",
+        "Receiving connections (each gets every send; mind --max-connections-per-user).",
+        100,
+        click.IntRange(1, 50_000),
+        variable="BENCH_CONNECTIONS",
+    ),
+    Setting(
+        "senders",
+        "Connections that send (they receive every send too).",
+        1,
+        click.IntRange(1, 64),
+        variable="BENCH_SENDERS",
+    ),
+    Setting(
+        "duration",
+        "Seconds of measured sending (then up to 3 s of drain).",
+        10.0,
+        click.FloatRange(0.5, 3600),
+        variable="BENCH_DURATION",
+    ),
+    Setting(
+        "rate",
+        "Sends a second, for latency at a fixed load; 0: saturation (each sender keeps "
+        "8 sends awaiting their acks).",
+        0.0,
+        click.FloatRange(0, 1_000_000),
+        variable="BENCH_RATE",
+        show_default=True,
+    ),
+    Setting(
+        "out",
+        "Also write the raw results here as JSON.",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        variable="BENCH_OUT",
+    ),
+)
+
+
 @click.command()
-@click.option(
-    "--url",
-    required=True,
-    callback=_check_ws_url,
-    help="The deployment's WebSocket endpoint, ws://HOST:PORT/ws or wss://HOST/ws "
-    "(wss: the certificate is checked against the system's CAs; SSL_CERT_FILE adds one).",
-    **env("BENCH_URL"),
-)
-@click.option(
-    "--token",
-    required=True,
-    help="A user token (tidings token USER). Every connection is that user and every "
-    "send is stored in that user's inbox: use a user kept for load tests. No admin "
-    "token is needed (sends go over the WebSocket; the server must allow them, "
-    "--user-send any or self).",
-    **env("TOKEN"),
-)
-@click.option(
-    "--connections",
-    default=100,
-    type=click.IntRange(1, 50_000),
-    show_default=True,
-    help="Receiving connections (each gets every send; mind --max-connections-per-user).",
-    **env("BENCH_CONNECTIONS"),
-)
-@click.option(
-    "--senders",
-    default=1,
-    type=click.IntRange(1, 64),
-    show_default=True,
-    help="Connections that send (they receive every send too).",
-    **env("BENCH_SENDERS"),
-)
-@click.option(
-    "--duration",
-    default=10.0,
-    type=click.FloatRange(0.5, 3600),
-    show_default=True,
-    help="Seconds of measured sending (then up to 3 s of drain).",
-    **env("BENCH_DURATION"),
-)
-@click.option(
-    "--rate",
-    default=0.0,
-    type=click.FloatRange(0, 1_000_000),
-    show_default=True,
-    help="Sends a second, for latency at a fixed load; 0: saturation (each sender keeps "
-    "8 sends awaiting their acks).",
-    **env("BENCH_RATE"),
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Also write the raw results here as JSON.",
-    **env("BENCH_OUT"),
-)
+@options(BENCH)
 def bench(
     url: str,
     token: str,

@@ -36,6 +36,10 @@ class Setting:
     secret: bool = False
     """Masked by ``tidings config print``."""
     show_default: bool | str = True
+    variable: str | None = None
+    """The environment variable without ``TIDINGS_``, when it is not the flag's."""
+    required: bool = False
+    callback: Callable[[click.Context, click.Parameter, Any], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -43,7 +47,11 @@ class Setting:
 
     @property
     def env(self) -> str:
-        return "TIDINGS_" + self.flag.replace("-", "_").upper()
+        return "TIDINGS_" + (self.variable or self.flag.replace("-", "_").upper())
+
+    @property
+    def _has_default(self) -> bool:
+        return self.default is not None and self.default is not False and self.default != ()
 
     def option(self) -> Callable[[F], F]:
         extra: dict[str, Any] = {}
@@ -58,9 +66,11 @@ class Setting:
             is_flag=self.is_flag,
             multiple=self.multiple,
             help=self.help,
-            show_default=self.show_default if self.default not in (None, False, ()) else False,
+            show_default=self.show_default if self._has_default else False,
             envvar=self.env,
             show_envvar=True,
+            required=self.required,
+            callback=self.callback,
             **extra,
         )
 
@@ -244,8 +254,15 @@ SERVE: tuple[Setting, ...] = (
 BY_KEY = {setting.flag: setting for setting in SERVE}
 
 
-def serve_options(command: F) -> F:
-    """Add every setting's flag to ``command``."""
-    for setting in reversed(SERVE):
-        command = setting.option()(command)
-    return command
+def options(settings: tuple[Setting, ...]) -> Callable[[F], F]:
+    """A decorator adding each setting's flag to a command, in order."""
+
+    def add(command: F) -> F:
+        for setting in reversed(settings):
+            command = setting.option()(command)
+        return command
+
+    return add
+
+
+serve_options = options(SERVE)

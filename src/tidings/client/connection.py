@@ -110,6 +110,8 @@ class TidingsClient:
         self._api = UserApi(
             self.urls.http, self._token_value, refreshable=token_factory is not None
         )
+        self.request = self._api.request
+        """One call to the HTTP API as this client's user; the answer's JSON."""
         self._closed = False
 
     async def __aenter__(self) -> TidingsClient:
@@ -417,14 +419,3 @@ class TidingsClient:
         params = {"afterSeq": after_seq, "beforeSeq": before_seq, "limit": limit, "topic": topic}
         page: dict[str, Any] = await self.request("GET", "/v1/users/me/history", params=params)
         return page
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: Any = None,
-    ) -> Any:
-        """One call to the HTTP API as this client's user; the answer's JSON."""
-        return await self._api.request(method, path, params=params, json=json)

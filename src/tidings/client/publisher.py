@@ -24,6 +24,9 @@ from tidings.client.errors import RequestFailed, ServerUnreachable
 
 R = TypeVar("R")
 
+PATH = "/v1/notifications"
+KEY = "Idempotency-Key"
+
 RETRY_DELAYS = (0.2, 1.0)
 """Seconds before each retry of a publish that could not be answered."""
 
@@ -106,10 +109,15 @@ class _Publishing(Generic[R]):
     def _send(self, body: dict[str, Any], key: str) -> R:
         raise NotImplementedError
 
-    def _unreachable(self, exc: httpx.TransportError) -> ServerUnreachable:
-        return ServerUnreachable(
-            f"cannot reach the server at {self._url} ({unreachable_reason(exc)})"
-        )
+    def _wait(self, exc: Exception, delay: float | None) -> float:
+        """Seconds before retrying after ``exc``; raises it (as the client's error)
+        when it is not worth a retry or the retries are spent."""
+        if isinstance(exc, httpx.TransportError):
+            reason = unreachable_reason(exc)
+            exc = ServerUnreachable(f"cannot reach the server at {self._url} ({reason})")
+        if delay is None or not _retryable(exc):
+            raise exc from None
+        return delay
 
 
 class Publisher(_Publishing[dict[str, Any]]):
@@ -127,18 +135,9 @@ class Publisher(_Publishing[dict[str, Any]]):
     def _send(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         for delay in (*RETRY_DELAYS, None):
             try:
-                response = self._client.post(
-                    "/v1/notifications", json=body, headers={"Idempotency-Key": key}
-                )
-                result: dict[str, Any] = answer(response)
-                return result
-            except httpx.TransportError as exc:
-                failure: Exception = self._unreachable(exc)
-            except RequestFailed as exc:
-                failure = exc
-            if delay is None or not _retryable(failure):
-                raise failure
-            time.sleep(delay)
+                return answer(self._client.post(PATH, json=body, headers={KEY: key}))  # type: ignore[no-any-return]
+            except (httpx.TransportError, RequestFailed) as exc:
+                time.sleep(self._wait(exc, delay))
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -160,18 +159,9 @@ class AsyncPublisher(_Publishing[Awaitable[dict[str, Any]]]):
     async def _send(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         for delay in (*RETRY_DELAYS, None):
             try:
-                response = await self._client.post(
-                    "/v1/notifications", json=body, headers={"Idempotency-Key": key}
-                )
-                result: dict[str, Any] = answer(response)
-                return result
-            except httpx.TransportError as exc:
-                failure: Exception = self._unreachable(exc)
-            except RequestFailed as exc:
-                failure = exc
-            if delay is None or not _retryable(failure):
-                raise failure
-            await asyncio.sleep(delay)
+                return answer(await self._client.post(PATH, json=body, headers={KEY: key}))  # type: ignore[no-any-return]
+            except (httpx.TransportError, RequestFailed) as exc:
+                await asyncio.sleep(self._wait(exc, delay))
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:

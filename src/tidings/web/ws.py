@@ -48,7 +48,6 @@ from tidings.web.runtime import Runtime
 from tidings.web.upgrade import Handshaking
 
 log = logging.getLogger("tidings.ws")
-_protocol_log = logging.getLogger("tidings.ws.protocol")
 
 MAX_INFLIGHT = 64
 """Sends awaiting commit per connection before we stop reading from it."""
