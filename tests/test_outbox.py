@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from tidings.web.backpressure import HeldFrames
 from tidings.web.outbox import Outbox
 
 
@@ -30,7 +29,7 @@ class Conn:
         self.loop = asyncio.get_running_loop()
         self.transport = transport
         self._pending: list[bytes] | None = None
-        self._held = HeldFrames()
+        self._holding = False
         self._buffer_limit = limit
         self.outbox = outbox
         self.slow = False

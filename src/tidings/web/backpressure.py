@@ -18,11 +18,13 @@ PUSH_BYTES = 64 * 1024
 
 
 class HeldFrames:
+    __slots__ = ("_frames", "_paused", "_writable", "bytes", "holding")
+    """One per connection: slots keep 10,000 of them small."""
+
     def __init__(self) -> None:
         self._frames: deque[bytes] | None = None
         self.holding = False
-        """True while frames must wait here rather than go to the transport
-        (an attribute, not a property: the outbox reads it per delivery)."""
+        """True while frames must wait here rather than go to the transport."""
         self.bytes = 0
         self._paused = False
         self._writable: asyncio.Event | None = None
@@ -92,6 +94,8 @@ class ReadHolds:
     parsed, a drain, the API Gateway routes' backlog): releasing one must not
     undo another.
     """
+
+    __slots__ = ("reasons",)
 
     def __init__(self) -> None:
         self.reasons = NO_HOLDS

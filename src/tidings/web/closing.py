@@ -31,6 +31,9 @@ costs at most the transport's high-water mark (64 KiB) per connection."""
 class Closing:
     """The closing half of ``WebSocketConnection``, whose state it reads and sets."""
 
+    if not TYPE_CHECKING:  # no dict of its own; mypy would check its assignments
+        __slots__ = ()
+
     id: str
     user_id: str
     ws: ServerProtocol | None
@@ -40,6 +43,7 @@ class Closing:
     closing: bool
     _pending: list[bytes] | None
     _held: HeldFrames
+    _holding: bool
     _reading: ReadHolds
     _close_timer: asyncio.TimerHandle | None
 
@@ -66,6 +70,7 @@ class Closing:
         transport = self.transport
         self._pending = None
         dropped = self._held.drop()
+        self._holding = False
         log.warning(
             "slow consumer disconnected",
             extra={
@@ -87,6 +92,7 @@ class Closing:
         if self.closing:  # the backlog was too big: closing already
             return
         self._held.release(self.transport)
+        self._holding = False
         self.closing = True
         self._detach()
         if self.ws is not None and self.ws.state is State.OPEN:

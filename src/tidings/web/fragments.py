@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from websockets.frames import Frame, Opcode
 
+NO_PARTS: list[bytes] = []
+"""Shared while no message is being reassembled (never appended to)."""
+
 
 class TooManyFragments(Exception):
     pass
 
 
 class Reassembly:
+    __slots__ = ("_parts", "limit")
+    """One per connection: slots keep 10,000 of them small."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._parts: list[bytes] = []
+        self._parts: list[bytes] = NO_PARTS
 
     def add(self, frame: Frame) -> bytes | bytearray | memoryview | None:
         """The whole message once ``frame`` ends one, else None (control frames too).
@@ -32,10 +38,12 @@ class Reassembly:
         elif opcode is Opcode.CONT:
             parts = self._parts
             if len(parts) >= self.limit:
-                self._parts = []
+                self._parts = NO_PARTS
                 raise TooManyFragments
+            if parts is NO_PARTS:  # the parser lets no continuation come first
+                parts = self._parts = []
             parts.append(bytes(frame.data))
             if frame.fin:
-                self._parts = []
+                self._parts = NO_PARTS
                 return b"".join(parts)
         return None

@@ -14,16 +14,14 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from tidings.web.backpressure import HeldFrames
-
 
 class Queued(Protocol):
     """What the outbox needs of a connection (``WebSocketConnection``)."""
 
     transport: asyncio.Transport | None
     _pending: list[bytes] | None
-    _held: HeldFrames
-    """Holding while the transport is full: frames then wait with the connection."""
+    _holding: bool
+    """True while the transport is full: frames then wait with the connection."""
     _buffer_limit: int
 
     def _hold(self, frames: list[bytes]) -> None: ...
@@ -52,7 +50,7 @@ class Outbox:
             transport = conn.transport
             if pending is None or transport is None or transport.is_closing():
                 continue
-            if conn._held.holding:
+            if conn._holding:
                 conn._hold(pending)
                 continue
             transport.write(pending[0] if len(pending) == 1 else b"".join(pending))

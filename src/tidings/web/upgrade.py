@@ -36,6 +36,9 @@ protocol_log = logging.getLogger("tidings.ws.protocol")
 class Handshaking:
     """Mixed into ``WebSocketConnection``, whose state it reads and sets."""
 
+    if not TYPE_CHECKING:  # no dict of its own; mypy would check its assignments
+        __slots__ = ()
+
     runtime: Runtime
     node: Node
     id: str
