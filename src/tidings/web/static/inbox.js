@@ -22,6 +22,9 @@ let items = new Map();
 let unread = null; // the server's count; null while unknown (then counted here)
 let listed = false;
 let early = new Set(); // live arrivals before the first list answer
+// Counts pushed over the connection are newer than the answer to a request
+// sent before them: an answer applies its counts only if none came meanwhile.
+let countsSeen = 0;
 let unreadOnly = false;
 
 function claims(token) {
@@ -180,7 +183,10 @@ function applyInboxChange(frame) {
     else if (action === "unread") item.readAt = null;
     else if (action === "archive" || action === "delete" || action === "expire") items.delete(id);
   }
-  if (typeof frame.unread === "number") unread = frame.unread;
+  if (typeof frame.unread === "number") {
+    unread = frame.unread;
+    countsSeen += 1;
+  }
   render();
 }
 
@@ -190,9 +196,10 @@ async function markRead(id) {
   item.readAt = new Date().toISOString();
   if (unread !== null) unread = Math.max(0, unread - 1);
   render();
+  const seen = countsSeen;
   try {
     const answer = await client.markRead([id]);
-    if (answer?.counts) unread = answer.counts.unread;
+    if (answer?.counts && seen === countsSeen) unread = answer.counts.unread;
   } catch (err) {
     item.readAt = null;
     if (unread !== null) unread += 1;
@@ -204,11 +211,12 @@ async function markRead(id) {
 $("mark-all").addEventListener("click", async () => {
   if (!client) return;
   const upTo = client.newestId;
+  const seen = countsSeen;
   try {
     const answer = await client.markAllRead();
     const now = new Date().toISOString();
     for (const [id, item] of items) if (upTo && id <= upTo) item.readAt ??= now;
-    if (answer?.counts) unread = answer.counts.unread;
+    if (answer?.counts && seen === countsSeen) unread = answer.counts.unread;
   } catch (err) {
     showNotice(`Could not mark all read: ${err.message}`);
   }
