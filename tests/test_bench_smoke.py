@@ -89,3 +89,21 @@ def test_report_written(smoke: tuple[dict[str, Any], Path]) -> None:
     report = (out / "report.md").read_text()
     for heading in ("Broadcast fan-out", "Personal notifications", "Capacity", "Catch-up"):
         assert heading in report
+
+
+def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
+    out = tmp_path / "hotpath.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--connections", "20", "--broadcasts", "3"]
+        + ["--repeat", "2", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["connections"] == 20 and len(result["us_per_delivery_runs"]) == 2
+    assert result["us_per_delivery_best"] > 0
+    assert "µs per delivery" in done.stdout
