@@ -93,9 +93,9 @@ def test_report_written(smoke: tuple[dict[str, Any], Path]) -> None:
 
 def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
     out = tmp_path / "hotpath.json"
+    sizes = ["--connections", "20", "--broadcasts", "3", "--repeat", "2"]
     done = subprocess.run(
-        [sys.executable, "-m", "bench.hotpath", "--connections", "20", "--broadcasts", "3"]
-        + ["--repeat", "2", "--out", str(out)],
+        [sys.executable, "-m", "bench.hotpath", *sizes, "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
