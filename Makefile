@@ -2,18 +2,25 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench bench-smoke clean browser-deps
 
-$(STAMP): pyproject.toml requirements.lock
+# What running needs: tidings and its drivers (PostgreSQL, Redis), pinned.
+$(RUN_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[postgres,redis]'
+	touch $(RUN_STAMP)
+
+# Everything: the above plus the test, lint and benchmark tools.
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,postgres,redis,bench]'
 	touch $(STAMP)
 
 ## run: serve on 127.0.0.1:8000 with SQLite and the in-process broker (ARGS=... for flags)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/tidings serve $(ARGS)
 
 ## browser-deps: Debian's Chromium and the JS client's npm packages (the browser and JS tests)

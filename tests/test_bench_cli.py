@@ -158,7 +158,7 @@ def test_without_picows_it_says_which_extra_to_install() -> None:
     )
     assert done.returncode == 2
     assert one_error_line(done) == (
-        "tidings: error: tidings bench needs picows: pip install 'tidings[bench]'"
+        "tidings: error: tidings bench needs picows (the bench extra): pip install picows"
     )
 
 

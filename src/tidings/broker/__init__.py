@@ -38,7 +38,7 @@ def _scheme(url: str) -> str:
             import redis  # noqa: F401
         except ImportError as exc:
             raise ConfigError(
-                f"Redis broker needs its driver: pip install 'tidings[redis]' ({exc})"
+                f"Redis broker needs its driver (the redis extra): pip install redis ({exc})"
             ) from None
         return "redis"
     raise ConfigError(

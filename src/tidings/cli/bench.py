@@ -102,7 +102,7 @@ def bench(
     import json
 
     if importlib.util.find_spec("picows") is None:
-        raise _Unavailable("tidings bench needs picows: pip install 'tidings[bench]'")
+        raise _Unavailable("tidings bench needs picows (the bench extra): pip install picows")
     from tidings.loadtest import deployment
 
     try:

@@ -18,7 +18,8 @@ def open_store(url: str, *, durable: bool = True) -> Store:
             from tidings.store.postgres.store import PostgresStore  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:
             raise ConfigError(
-                f"PostgreSQL store needs its driver: pip install 'tidings[postgres]' ({exc})"
+                "PostgreSQL store needs its driver (the postgres extra): "
+                f"pip install asyncpg ({exc})"
             ) from None
         store: Store = PostgresStore.from_url(url, durable=durable)
         return store
