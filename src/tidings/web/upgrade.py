@@ -20,13 +20,8 @@ from websockets.server import ServerProtocol
 
 from tidings.hooks import GatewayConnection
 from tidings.node import Node
-from tidings.web.handshake import (
-    Admission,
-    HandshakeRefused,
-    admit,
-    plain_upgrade,
-    switching_protocols,
-)
+from tidings.web import handshake
+from tidings.web.handshake import Admission, HandshakeRefused
 from tidings.web.runtime import Runtime
 
 log = logging.getLogger("tidings.ws")
@@ -69,7 +64,7 @@ class Handshaking:
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active:
             return False
-        request = plain_upgrade(data)
+        request = handshake.plain_upgrade(data)
         if request is None:
             return False
         path, headers = request
@@ -81,7 +76,7 @@ class Handshaking:
             return True
         assert self.transport is not None
         self.ws = self._protocol(State.OPEN)
-        self.transport.write(switching_protocols(headers["sec-websocket-key"]))
+        self.transport.write(handshake.switching_protocols(headers["sec-websocket-key"]))
         self._open(admission, headers.get("user-agent", ""))
         return True
 
@@ -131,7 +126,7 @@ class Handshaking:
 
     def _admit(self, path: str, headers: Mapping[str, str]) -> Admission:
         gateway = self.runtime.gateway
-        admission = admit(
+        admission = handshake.admit(
             path,
             headers,
             settings=self.runtime.settings,

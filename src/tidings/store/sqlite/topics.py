@@ -14,6 +14,7 @@ by the user's changes in the same transaction and by the sweeper.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from typing import Any
 
@@ -24,7 +25,7 @@ from tidings.core.counters import (
     swept_offsets,
 )
 from tidings.core.inbox import EVERYONE, InboxFilter
-from tidings.core.models import InboxItem, Notification, StreamPage
+from tidings.core.models import InboxItem, StreamPage
 from tidings.store.sqlite.rows import ALIVE, filter_clauses, to_item
 
 Sub = tuple[str, int, int, int | None, int, int | None]
@@ -104,19 +105,7 @@ def _numbered(sql: str, start: int) -> str:
 
 def _item(user_id: str, topic: str, row: tuple[Any, ...]) -> InboxItem:
     item = to_item("", row)
-    n = item.notification
-    notification = Notification(
-        id=n.id,
-        user_id="",
-        seq=n.seq,
-        message=n.message,
-        created_at=n.created_at,
-        sender=n.sender,
-        data=n.data,
-        tags=n.tags,
-        expires_at=n.expires_at,
-        topic=topic,
-    )
+    notification = dataclasses.replace(item.notification, user_id="", topic=topic)
     return InboxItem(notification, item.read_at, item.seen_at, item.archived_at, user_id=user_id)
 
 
