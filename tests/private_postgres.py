@@ -19,15 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.server import free_port
-from tests.services import require_driver
+from tests.services import missing, require_driver
 
 BIN = Path(os.environ.get("TIDINGS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(f"requires a private PostgreSQL: {reason}")
+    missing("a private PostgreSQL", reason)
 
 
 class PrivatePostgres:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -25,14 +25,18 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+def missing(what: str, why: str) -> NoReturn:
+    """``what`` a test needs is not here: in CI (``CI`` set), where every test
+    must run, that fails the test; elsewhere it skips, saying why."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI: {why}", pytrace=False)
+    pytest.skip(f"requires {what}: {why}")
+
+
 def require(service: str, host: str, port: int) -> None:
     """Fail (CI) or skip (locally) unless ``service`` listens on host:port."""
-    if reachable(host, port):
-        return
-    message = f"{service} is not reachable on {host}:{port}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; .ci/run should have started it", pytrace=False)
-    pytest.skip(f"requires {service}: {message}")
+    if not reachable(host, port):
+        missing(service, f"not reachable on {host}:{port} (.ci/run starts it)")
 
 
 def require_postgres() -> str:
@@ -50,9 +54,7 @@ def require_driver(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"driver {module!r} is not installed: {exc}", pytrace=False)
-        pytest.skip(f"requires the {module!r} driver")
+        missing(f"the {module!r} driver", str(exc))
 
 
 def with_query(url: str, query: str) -> str:

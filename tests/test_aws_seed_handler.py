@@ -29,6 +29,7 @@ import pytest
 
 from tests.aws.fake_dynamodb import Table, fake_dynamodb
 from tests.server import ServerProcess
+from tests.services import missing
 from tests.wsclient import open_ws, send_json
 
 HANDLER_DIR = Path(__file__).resolve().parent / "aws" / "seed_handler"
@@ -39,11 +40,8 @@ SECRET = "seed-handler-test-secret-0123456789abcdef"
 
 def require(what: str, ok: bool) -> None:
     """Fail (CI) or skip (elsewhere) unless ``ok``."""
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing", pytrace=False)
-    pytest.skip(f"requires {what}")
+    if not ok:
+        missing(what, "not installed here")
 
 
 def installed() -> bool:

@@ -4,7 +4,6 @@ has: several nodes, and a link that can break and come back."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import socket
@@ -18,7 +17,7 @@ import pytest
 
 from tests.broker_contract import BrokerContract, MakeNode, Node, Recorder, frame
 from tests.server import free_port
-from tests.services import require_driver, require_redis, with_query
+from tests.services import missing, require_driver, require_redis, with_query
 from tidings.broker import open_broker
 from tidings.broker.base import Broker
 from tidings.broker.memory import MemoryBroker
@@ -153,10 +152,7 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            message = "redis-server is not on PATH"
-            if os.environ.get("CI"):
-                pytest.fail(message, pytrace=False)
-            pytest.skip(f"requires Redis: {message}")
+            missing("redis-server", "not on PATH")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--logfile", str(self.log_path)],

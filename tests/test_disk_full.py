@@ -21,13 +21,14 @@ import httpx
 import pytest
 
 from tests.server import ServerProcess
+from tests.services import missing
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A directory on a 4 MiB tmpfs of its own."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs (or a loop file) for a full disk needs root")
+        missing("a small disk to fill", "mounting a 4 MiB tmpfs needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
@@ -36,7 +37,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+        missing("a small disk to fill", f"cannot mount a tmpfs: {mounted.stderr.strip()}")
     try:
         yield disk
     finally:

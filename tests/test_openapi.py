@@ -6,7 +6,6 @@ body is the documented one. Time-bounded; the seed is printed on failure.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.server import ServerProcess
+from tests.services import missing
 
 CHECKS = ",".join(
     [
@@ -29,10 +29,7 @@ CHECKS = ",".join(
 def schemathesis() -> str:
     found = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
     if found is None:
-        message = "schemathesis (the `st` command) is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(f"requires schemathesis: {message}")
+        missing("schemathesis", "the `st` command is not installed")
     return found
 
 
