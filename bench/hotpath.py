@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import inspect
 import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -93,6 +94,17 @@ async def run(connections: int, broadcasts: int) -> dict[str, float]:
         return {"us_per_delivery": spent / deliveries * 1e6, "deliveries": deliveries}
 
 
+def _commit(where: Path) -> str:
+    """The commit of the tidings tree measured (``git describe``), or "unknown"."""
+    done = subprocess.run(
+        ["git", "-C", str(where), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
@@ -103,7 +115,7 @@ def main() -> None:
     runs = [asyncio.run(run(args.connections, args.broadcasts)) for _ in range(args.repeat)]
     best = min(r["us_per_delivery"] for r in runs)
     result = {
-        "tree": str(Path(tidings.__file__).resolve().parent.parent),
+        "commit": _commit(Path(tidings.__file__).resolve().parent),
         "connections": args.connections,
         "broadcasts": args.broadcasts,
         "us_per_delivery_best": round(best, 3),
@@ -111,7 +123,7 @@ def main() -> None:
     }
     print(
         f"{args.connections:,} connections x {args.broadcasts} broadcasts: "
-        f"{best:.3f} µs per delivery (best of {args.repeat}; {result['tree']})"
+        f"{best:.3f} µs per delivery (best of {args.repeat}; tidings at {result['commit']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
