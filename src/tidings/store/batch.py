@@ -3,6 +3,7 @@ first answer an idempotency key keeps, the result its repeats get, the clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -44,6 +45,12 @@ def first_answer(result: PublishResult) -> bytes:
             "topicSeq": result.topic_seq,
         }
     )
+
+
+def repeat(result: PublishResult) -> PublishResult:
+    """What a repeat of a request stored in this same batch gets: its result,
+    marked duplicate, storing nothing."""
+    return dataclasses.replace(result, duplicate=True, stored=())
 
 
 def duplicate(response: bytes | str) -> PublishResult:

@@ -51,7 +51,7 @@ from tidings.core.errors import BadRequest, ConfigError, Unavailable
 from tidings.core.models import PublishRequest, PublishResult
 from tidings.logs import redact_url
 from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
-from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms
+from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms, repeat
 from tidings.store.postgres import schema as migrations
 from tidings.store.postgres import sql, topics
 from tidings.store.postgres.faults import DRIVER_ERRORS, reason
@@ -295,14 +295,7 @@ class PostgresStore(PostgresInbox):
         for i, j in repeats:
             done = results[j]
             assert isinstance(done, PublishResult)
-            results[i] = PublishResult(
-                done.id,
-                done.seqs,
-                done.created_at,
-                duplicate=True,
-                topic=done.topic,
-                topic_seq=done.topic_seq,
-            )
+            results[i] = repeat(done)
 
         if rows:
             await conn.execute(

@@ -16,7 +16,7 @@ import orjson
 
 from tidings.core.models import Notification, PublishRequest, PublishResult
 from tidings.store.base import IDEMPOTENCY_TTL_MS
-from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms
+from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms, repeat
 
 CHUNK = 900
 """Parameters per ``IN (...)`` list: under SQLite's default limit of 999."""
@@ -79,9 +79,8 @@ def assign(
         result = committed(request, seqs, stored, topic_seq)
         results.append(result)
         if request.idempotency_key is not None:
-            response = first_answer(result)
-            key_rows.append((*key, request.fingerprint, response, now_ms()))
-            known[key] = (request.fingerprint, duplicate(response))
+            key_rows.append((*key, request.fingerprint, first_answer(result), now_ms()))
+            known[key] = (request.fingerprint, repeat(result))
     conn.executemany(
         "INSERT INTO notifications (user_id, seq, id, sender, message, data, created_at,"
         " tags, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
