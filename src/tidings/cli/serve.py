@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from tidings import logs
 from tidings.aws.options import gateway_settings
 from tidings.cli.common import data_dir_option, env, run
 from tidings.cli.config_file import config_option
-from tidings.cli.schema import serve_options
+from tidings.cli.schema import SERVE, serve_options
 from tidings.config import Settings
 from tidings.core.publish import Limits
 from tidings.logs import redact_url
@@ -36,34 +37,15 @@ def _listed(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-SAME_NAME = (
-    "host",
-    "port",
-    "data_dir",
-    "db",
-    "broker",
-    "secret",
-    "allow_user_id",
-    "dev_login",
-    "user_send",
-    "max_frame_bytes",
-    "max_fragments",
-    "ping_interval",
-    "ping_timeout",
-    "drain_grace",
-    "send_buffer_limit",
-    "max_connections_per_user",
-    "max_header_bytes",
-    "max_headers",
-    "max_body_bytes",
-    "header_timeout",
-    "body_timeout",
-    "max_incomplete_requests",
-    "default_ttl",
-    "sweep_interval",
-    "max_stored_per_user",
-    "node_ttl",
-    "log_level",
+SERVE_NAMES = {setting.name for setting in SERVE}
+
+CONVERTED = ("allowed_origins", "forwarded_allow_ips")
+"""Settings fields whose option is a comma-separated string."""
+
+SAME_NAME = tuple(
+    f.name
+    for f in dataclasses.fields(Settings)
+    if f.name in SERVE_NAMES and f.name not in CONVERTED
 )
 """Options that are the ``Settings`` field of the same name, as they are."""
 
