@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import click
 
-from tidings.config import default_data_dir
+from tidings.cli.schema import BY_KEY
 
 
 def env(name: str) -> dict[str, Any]:
     return {"envvar": f"TIDINGS_{name}", "show_envvar": True}
 
 
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=default_data_dir,
-    show_default="$XDG_DATA_HOME/tidings",
-    help="Holds the SQLite file and the generated secret.",
-    **env("DATA_DIR"),
-)
-secret_option = click.option(
-    "--secret",
-    help="HS256 signing secret (32+ chars); default: generated once in the data dir.",
-    **env("SECRET"),
-)
+data_dir_option = BY_KEY["data-dir"].option()
+secret_option = BY_KEY["secret"].option()
+"""The same flags, variables and help as ``serve``'s, for the other commands."""
 
 
 url_option = click.option(
