@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from tidings.store import repair
 from tidings.store.base import SchemaTooNew, SchemaVersions
-from tidings.store.sqlite.tx import rollback
+from tidings.store.sqlite.tx import write_transaction
 
 
 def remove_unshowable_data(conn: sqlite3.Connection) -> None:
@@ -163,27 +163,25 @@ def version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection) -> SchemaVersions:
-    """Apply the migrations the database is missing; ``SchemaTooNew`` if it is
-    ahead of this code."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        version = row[0] if row else 0
-        if version > len(MIGRATIONS):
-            raise SchemaTooNew(version, len(MIGRATIONS))
-        if row is None:
-            conn.execute("INSERT INTO schema_version VALUES (0)")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            if callable(script):
-                script(conn)
-            else:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute("UPDATE schema_version SET version = ?", (number,))
-        conn.execute("COMMIT")
-    except BaseException:
-        rollback(conn)
-        raise
+    """Apply the migrations the database is missing, in one transaction;
+    ``SchemaTooNew`` if it is ahead of this code."""
+    return write_transaction(conn, _migrate)
+
+
+def _migrate(conn: sqlite3.Connection) -> SchemaVersions:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    version = row[0] if row else 0
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(version, len(MIGRATIONS))
+    if row is None:
+        conn.execute("INSERT INTO schema_version VALUES (0)")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        if callable(script):
+            script(conn)
+        else:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = ?", (number,))
     return SchemaVersions(version, len(MIGRATIONS))
