@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.server import SECRET, ServerProcess
 from tests.test_cli import tidings
 from tests.wsclient import open_ws, recv_json, recv_until, send_json
-from tidings.cli.schema import SERVE
+from tidings.cli.schema import SERVE, Setting
 from tidings.cli.serve import serve
 from tidings.config import load_or_create_secret
 from tidings.core.tokens import mint
@@ -76,7 +76,7 @@ def test_every_flag_is_an_env_var_and_a_file_key(tmp_path: Path) -> None:
     assert f"ok ({len(SERVE)} settings)" in done.stdout
 
 
-def _sample(setting: object) -> str:
+def _sample(setting: Setting) -> str:
     samples = {
         "port": "0",
         "data-dir": "'data'",
@@ -99,12 +99,12 @@ def _sample(setting: object) -> str:
         "broker": "'memory://'",
         "allowed-origins": "'https://app.example.com'",
     }
-    flag = setting.flag  # type: ignore[attr-defined]
+    flag = setting.flag
     if flag in samples:
         return samples[flag]
-    if setting.is_flag:  # type: ignore[attr-defined]
+    if setting.is_flag:
         return "false"
-    default = setting.default  # type: ignore[attr-defined]
+    default = setting.default
     if isinstance(default, int | float):
         return repr(default)
     return "'x'" if default is None else repr(str(default))
