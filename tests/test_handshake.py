@@ -21,7 +21,7 @@ def decide(path: str, headers: dict[str, str] | Headers | None = None, **options
         path,
         headers if headers is not None else {},
         settings=settings,
-        secret=SECRET,
+        keys=settings.resolve_keys(),
         proxies=TrustedProxies(settings.forwarded_allow_ips),
         peer_ip=options.pop("peer_ip", "10.0.0.7"),
         draining=options.pop("draining", False),

@@ -29,11 +29,12 @@ MAY_IMPORT: dict[str, set[str]] = {
     "catchup": BASE | {"store", "hub"},
     "node": BASE | {"store", "broker", "hub", "catchup"},
     "hooks": BASE,
+    "jwks": BASE,
     "web": BASE | ENGINE | {"web", "store", "broker", "config", "hooks"},
     "aws": BASE | ENGINE | {"aws", "store", "broker", "config", "hooks"},
     "client": BASE | {"client"},
     "loadtest": BASE | {"loadtest"},
-    "app": BASE | ENGINE | {"store", "broker", "config", "web", "aws", "hooks"},
+    "app": BASE | ENGINE | {"store", "broker", "config", "web", "aws", "hooks", "jwks"},
     "cli": BASE | {"app", "aws", "client", "config", "loadtest", "store"},
     "__main__": {"cli"},
 }

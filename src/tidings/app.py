@@ -28,6 +28,7 @@ from tidings.aws.web import install as install_gateway
 from tidings.broker import open_broker, open_cluster
 from tidings.config import Settings
 from tidings.core.frames import text_frame
+from tidings.jwks import JwksSource
 from tidings.logs import redact_url
 from tidings.node import Node
 from tidings.store import open_store
@@ -60,7 +61,7 @@ def build_runtime(settings: Settings) -> Runtime:
         limits=settings.limits,
         max_stored_per_user=settings.max_stored_per_user,
     )
-    return Runtime(node=node, settings=settings, secret=settings.resolve_secret())
+    return Runtime(node=node, settings=settings, keys=settings.resolve_keys())
 
 
 class TidingsServer(uvicorn.Server):
@@ -105,6 +106,15 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         )
     node = runtime.node
     await node.start()
+    jwks = None
+    if settings.jwks_url:
+        jwks = JwksSource(
+            settings.jwks_url,
+            runtime.keys,
+            refresh_every=settings.jwks_refresh,
+            min_interval=settings.jwks_min_interval,
+        )
+        await jwks.fetch()
     cluster = open_cluster(
         settings.broker, node.hub, node.node_id, node.repair_all, node_ttl=settings.node_ttl
     )
@@ -112,11 +122,11 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     app = build_app(runtime)
     app.include_router(presence_router(cluster))
     gateway = install_gateway(
-        app, settings.gateway, runtime.secret, cluster, settings.max_frame_bytes
+        app, settings.gateway, runtime.keys, cluster, settings.max_frame_bytes
     )
     runtime.gateway = gateway
     # Innermost (appended, not added): inside CORS, so a 401 carries its headers.
-    app.user_middleware.append(Middleware(BearerFirst, secret=runtime.secret))
+    app.user_middleware.append(Middleware(BearerFirst, keys=runtime.keys))
     limits = RequestLimits(
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
@@ -131,6 +141,8 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         ),
         asyncio.create_task(node.run_sweeper(settings.sweep_interval)),
     ]
+    if jwks is not None:
+        background.append(asyncio.create_task(jwks.run()))
     config = uvicorn.Config(
         app,
         ws=functools.partial(WebSocketConnection, runtime),  # type: ignore[arg-type]
@@ -163,6 +175,8 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         for task in background:
             task.cancel()
         await gateway.close()
+        if jwks is not None:
+            await jwks.close()
         await cluster.stop()
         await node.stop()
         log.info("stopped")

@@ -12,10 +12,12 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tidings.aws.settings import GatewaySettings
 from tidings.core.errors import ConfigError
 from tidings.core.forwarded import TrustedProxies
+from tidings.core.keys import Keys
 from tidings.core.publish import Limits
 
 MIN_SECRET_CHARS = 32
@@ -37,6 +39,18 @@ class Settings:
     broker: str = "memory://"
     secret: str | None = None
     """None means the one kept in the data directory (generated on first use)."""
+    old_secrets: tuple[str, ...] = ()
+    """Secrets tokens were signed with before ``secret``: still verified (rotation)."""
+    jwks_url: str | None = None
+    """An identity provider's JWKS: tokens signed with its keys are accepted."""
+    token_issuer: str | None = None
+    """Required ``iss`` of tokens signed with a JWKS key."""
+    token_audience: str | None = None
+    """Required in the ``aud`` of tokens signed with a JWKS key."""
+    jwks_refresh: float = 300.0
+    """Seconds between background fetches of the JWKS."""
+    jwks_min_interval: float = 10.0
+    """Seconds between fetches of the JWKS for tokens naming an unknown kid."""
     allow_user_id: bool = False
     """Accept the seed's unauthenticated ``?userId=`` (insecure, opt-in)."""
     dev_login: bool = False
@@ -125,6 +139,15 @@ class Settings:
             )
         if self.secret is not None and len(self.secret) < MIN_SECRET_CHARS:
             raise ConfigError(f"--secret must be at least {MIN_SECRET_CHARS} characters")
+        if any(len(old) < MIN_SECRET_CHARS for old in self.old_secrets):
+            raise ConfigError(f"each --old-secret must be at least {MIN_SECRET_CHARS} characters")
+        if self.jwks_url is not None and urlsplit(self.jwks_url).scheme not in ("http", "https"):
+            raise ConfigError(f"--jwks-url must be an http(s):// URL, not {self.jwks_url!r}")
+        if self.jwks_url is None and (self.token_issuer or self.token_audience):
+            raise ConfigError(
+                "--token-issuer and --token-audience check tokens signed with --jwks-url keys; "
+                "set --jwks-url too"
+            )
         for name in ("ping_interval", "ping_timeout", "drain_grace"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
@@ -135,6 +158,15 @@ class Settings:
         if self.secret:
             return self.secret
         return load_or_create_secret(self.data_dir)
+
+    def resolve_keys(self) -> Keys:
+        """Every key tokens are verified with (public ones arrive from the JWKS later)."""
+        return Keys.of(
+            self.resolve_secret(),
+            old=self.old_secrets,
+            issuer=self.token_issuer,
+            audience=self.token_audience,
+        )
 
 
 def ensure_data_dir(path: Path) -> None:

@@ -31,7 +31,8 @@ from tidings.aws.settings import SIGNATURE_WINDOW, GatewaySettings
 from tidings.aws.sigv4 import SignatureError, SignedRequest, Verifier
 from tidings.broker import Cluster
 from tidings.core.errors import AuthError, Forbidden
-from tidings.core.tokens import Identity, bearer, verify
+from tidings.core.keys import Keys
+from tidings.core.tokens import Identity, bearer, verify_fresh
 from tidings.logs import redact_url
 
 log = logging.getLogger("tidings.aws")
@@ -63,17 +64,17 @@ def signed_request(request: Request, body: bytes) -> SignedRequest:
 
 
 def management_caller(
-    settings: GatewaySettings, secret: str
+    settings: GatewaySettings, keys: Keys
 ) -> Callable[[Request], Awaitable[Identity]]:
     """Who calls a management route: a valid SigV4 signature, or an admin token."""
 
     async def caller(request: Request) -> Identity:
-        return await _caller(request, settings, secret)
+        return await _caller(request, settings, keys)
 
     return caller
 
 
-async def _caller(request: Request, settings: GatewaySettings, secret: str) -> Identity:
+async def _caller(request: Request, settings: GatewaySettings, keys: Keys) -> Identity:
     header = request.headers.get("authorization")
     if not header:
         raise AwsAuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -101,7 +102,7 @@ async def _caller(request: Request, settings: GatewaySettings, secret: str) -> I
     token = bearer(header)
     if token is not None:
         try:
-            who = verify(secret, token)
+            who = await verify_fresh(keys, token)
         except AuthError as exc:
             raise AwsAuthError("ForbiddenException", exc.message) from None
         if not who.admin:
@@ -134,13 +135,13 @@ class StagePrefix:
 
 
 def install(
-    app: FastAPI, settings: GatewaySettings, secret: str, cluster: Cluster, max_frame_bytes: int
+    app: FastAPI, settings: GatewaySettings, keys: Keys, cluster: Cluster, max_frame_bytes: int
 ) -> Gateway:
     """Wire API Gateway compatibility into the app; the gateway the transport will call."""
     app.add_exception_handler(AwsAuthError, on_aws_auth_error)
     app.add_middleware(StagePrefix, stage=settings.stage_name)
     app.include_router(
-        management_router(cluster, management_caller(settings, secret), max_frame_bytes)
+        management_router(cluster, management_caller(settings, keys), max_frame_bytes)
     )
     gateway = Gateway(settings)
     if gateway.active:

@@ -100,6 +100,35 @@ SERVE: tuple[Setting, ...] = (
         "HS256 signing secret (32+ chars); default: generated once in the data dir.",
         secret=True,
     ),
+    Setting(
+        "old-secret",
+        "A secret tokens were signed with before --secret: they still verify (repeat; "
+        "rotation: the old --secret goes here).",
+        dest="old_secrets",
+        multiple=True,
+        secret=True,
+        variable="OLD_SECRETS",
+    ),
+    Setting(
+        "jwks-url",
+        "An identity provider's JWKS URL (OIDC jwks_uri): its RS256/ES256/... tokens are "
+        "accepted, sub as the user.",
+    ),
+    Setting("token-issuer", "Required iss of tokens signed with --jwks-url keys."),
+    Setting("token-audience", "Required aud of tokens signed with --jwks-url keys."),
+    Setting(
+        "jwks-refresh",
+        "Seconds between background fetches of --jwks-url (also fetched on an unknown kid).",
+        300.0,
+        _seconds(1),
+    ),
+    Setting(
+        "jwks-min-interval",
+        "Seconds between fetches of --jwks-url for tokens naming a kid not seen yet "
+        "(other such tokens are refused meanwhile).",
+        10.0,
+        _seconds(0),
+    ),
     Setting("allow-user-id", "INSECURE: accept the seed's ?userId= without a token.", is_flag=True),
     Setting(
         "dev-login",

@@ -10,6 +10,7 @@ import click
 from tidings.cli.common import data_dir_option, secret_option
 from tidings.config import load_or_create_secret
 from tidings.core.errors import AuthError
+from tidings.core.keys import Keys
 from tidings.core.models import iso_ms
 from tidings.core.tokens import claims_of, mint, verify
 
@@ -52,7 +53,7 @@ def token(
     if ttl is None:
         # Until tokens can be revoked, an admin token's lifetime is its exposure.
         ttl = ADMIN_TOKEN_TTL if admin else USER_TOKEN_TTL
-    click.echo(mint(key, user, ttl_seconds=ttl, admin=admin))
+    click.echo(mint(Keys.of(key), user, ttl_seconds=ttl, admin=admin))
 
 
 def describe(secret: str, token: str) -> str:

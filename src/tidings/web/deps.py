@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from tidings.core.errors import AuthError, Forbidden
-from tidings.core.tokens import Identity, bearer, verify
+from tidings.core.keys import Keys
+from tidings.core.tokens import Identity, bearer, verify_fresh
 from tidings.web.runtime import Runtime
 
 
@@ -25,7 +26,7 @@ async def identity(
     verified: Identity | None = request.scope.get(VERIFIED)
     if verified is not None:
         return verified
-    return authenticate(runtime_of(request).secret, authorization)
+    return await authenticate(runtime_of(request).keys, authorization)
 
 
 VERIFIED = "tidings.identity"
@@ -33,12 +34,12 @@ VERIFIED = "tidings.identity"
 (the check made before the body is read), so a route does not verify it again."""
 
 
-def authenticate(secret: str, authorization: str | None) -> Identity:
+async def authenticate(keys: Keys, authorization: str | None) -> Identity:
     """The identity a bearer ``Authorization`` value carries; AuthError if none or bad."""
     token = bearer(authorization)
     if token is None:
         raise AuthError("missing token: send Authorization: Bearer <token>")
-    return verify(secret, token)
+    return await verify_fresh(keys, token)
 
 
 async def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:

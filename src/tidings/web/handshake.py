@@ -27,7 +27,8 @@ from tidings.config import Settings
 from tidings.core.errors import AuthError, BadRequest
 from tidings.core.forwarded import TrustedProxies
 from tidings.core.inbox import check_topic
-from tidings.core.tokens import Identity, bearer, verify
+from tidings.core.keys import Keys
+from tidings.core.tokens import Identity, UnknownKey, bearer, verify
 
 WS_PATH = "/ws"
 MAX_TOPIC_POSITIONS = 100
@@ -38,6 +39,14 @@ class HandshakeRefused(Exception):
         super().__init__(text)
         self.status = status
         self.text = text
+
+
+class KeyNotFetched(HandshakeRefused):
+    """The token names a public key not known yet: fetch the JWKS, then admit again."""
+
+    def __init__(self, kid: str | None, text: str) -> None:
+        super().__init__(401, text)
+        self.kid = kid
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +67,7 @@ def admit(
     headers: Mapping[str, str],
     *,
     settings: Settings,
-    secret: str,
+    keys: Keys,
     proxies: TrustedProxies,
     peer_ip: str,
     draining: bool,
@@ -84,7 +93,7 @@ def admit(
     if allowed and origin is not None and origin not in allowed and "*" not in allowed:
         raise HandshakeRefused(403, f"origin {origin!r} is not allowed")
     query = parse_qs(url.query)
-    identity = _identity(query, _one_header(headers, "authorization"), settings, secret)
+    identity = _identity(query, _one_header(headers, "authorization"), settings, keys)
     since = _first(query, "since")
     since_seq: int | None = None
     if since is not None:
@@ -101,14 +110,18 @@ def admit(
 
 
 def _identity(
-    query: dict[str, list[str]], authorization: str | None, settings: Settings, secret: str
+    query: dict[str, list[str]], authorization: str | None, settings: Settings, keys: Keys
 ) -> Identity:
     token = _first(query, "token")
     if token is None:
         token = bearer(authorization)
     if token is not None:
         try:
-            return verify(secret, token)
+            return verify(keys, token)
+        except UnknownKey as exc:
+            if keys.refresher is None:
+                raise HandshakeRefused(401, exc.message) from None
+            raise KeyNotFetched(exc.kid, exc.message) from None
         except AuthError as exc:
             raise HandshakeRefused(401, exc.message) from None
     user_id = _first(query, "userId")

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from tidings.core.errors import TidingsError
+from tidings.core.keys import Keys
 from tidings.web.deps import VERIFIED, authenticate
 from tidings.web.errors import error_response
 
@@ -282,9 +283,9 @@ class BearerFirst:
     The identity it verified is left in the scope for the route's dependency,
     so a token is still checked once per request."""
 
-    def __init__(self, app: ASGIApp, secret: str) -> None:
+    def __init__(self, app: ASGIApp, keys: Keys) -> None:
         self.app = app
-        self.secret = secret
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -298,7 +299,7 @@ class BearerFirst:
                     authorization = value.decode("latin-1")
                     break
             try:
-                scope[VERIFIED] = authenticate(self.secret, authorization)
+                scope[VERIFIED] = await authenticate(self.keys, authorization)
             except TidingsError as exc:
                 await error_response(exc.status, exc.code, exc.message)(scope, receive, send)
                 return

@@ -105,7 +105,7 @@ def mount_page(app: FastAPI, runtime: Runtime) -> None:
 
         @router.post("/dev/login")
         async def login(body: DevLoginBody) -> DevLoginResponse:
-            token = mint(runtime.secret, body.userId, ttl_seconds=DEV_TOKEN_TTL)
+            token = mint(runtime.keys, body.userId, ttl_seconds=DEV_TOKEN_TTL)
             return DevLoginResponse(userId=body.userId, token=token)
 
     app.include_router(router)

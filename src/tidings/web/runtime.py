@@ -1,4 +1,4 @@
-"""What the transports share: the node, the settings, the secret, background tasks."""
+"""What the transports share: the node, the settings, the signing keys, background tasks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from tidings.config import Settings
 from tidings.core.forwarded import TrustedProxies
+from tidings.core.keys import Keys
 from tidings.hooks import GatewayHooks
 from tidings.node import Node
 from tidings.web.outbox import Outbox
@@ -16,7 +17,7 @@ from tidings.web.outbox import Outbox
 class Runtime:
     node: Node
     settings: Settings
-    secret: str
+    keys: Keys
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     gateway: GatewayHooks | None = None
     """API Gateway routes and stage paths (``tidings.aws``); set by the app at start."""
@@ -27,6 +28,11 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
+
+    @property
+    def secret(self) -> str:
+        """The current signing secret (page cursors derive their key from it)."""
+        return self.keys.current
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it ends."""

@@ -21,7 +21,7 @@ from websockets.server import ServerProtocol
 from tidings.hooks import GatewayConnection
 from tidings.node import Node
 from tidings.web import handshake
-from tidings.web.handshake import Admission, HandshakeRefused
+from tidings.web.handshake import Admission, HandshakeRefused, KeyNotFetched
 from tidings.web.runtime import Runtime
 
 log = logging.getLogger("tidings.ws")
@@ -45,6 +45,10 @@ class Handshaking:
     if TYPE_CHECKING:  # declared only: the connection defines them
 
         def _open(self, admission: Admission, user_agent: str) -> None: ...
+
+        def hold_reading(self, reason: str) -> None: ...
+
+        def release_reading(self, *reasons: str) -> None: ...
 
         def _flush(self) -> None: ...
 
@@ -70,6 +74,8 @@ class Handshaking:
         path, headers = request
         try:
             admission = self._admit(path, headers)
+        except KeyNotFetched:
+            return False  # the other path waits for the keys
         except HandshakeRefused as refusal:
             self.ws = self._protocol(State.CONNECTING)
             self._refuse(refusal.status, refusal.text)
@@ -80,9 +86,15 @@ class Handshaking:
         self._open(admission, headers.get("user-agent", ""))
         return True
 
-    def _handshake(self, request: Request) -> None:
+    def _handshake(self, request: Request, *, refetched: bool = False) -> None:
         try:
             admission = self._admit(request.path, request.headers)
+        except KeyNotFetched as refusal:
+            if refetched:
+                self._refuse(refusal.status, refusal.text)
+            else:
+                self._after_keys(request, refusal.kid)
+            return
         except HandshakeRefused as refusal:
             self._refuse(refusal.status, refusal.text)
             return
@@ -98,6 +110,21 @@ class Handshaking:
             )
             return
         self._accept(request, admission)
+
+    def _after_keys(self, request: Request, kid: str | None) -> None:
+        """Fetch the provider's keys (a kid not seen yet), then decide again;
+        reading waits meanwhile, the event loop does not."""
+        refresher = self.runtime.keys.refresher
+        assert refresher is not None
+        self.hold_reading("keys")
+
+        async def fetch_then_admit() -> None:
+            await refresher.refresh(kid)
+            if self.transport is not None and not self.transport.is_closing():
+                self.release_reading("keys")
+                self._handshake(request, refetched=True)
+
+        self.runtime.track(asyncio.get_running_loop().create_task(fetch_then_admit()))
 
     def _refuse(self, status: int, text: str) -> None:
         log.info(
@@ -130,7 +157,7 @@ class Handshaking:
             path,
             headers,
             settings=self.runtime.settings,
-            secret=self.runtime.secret,
+            keys=self.runtime.keys,
             proxies=self.runtime.proxies,
             peer_ip=self.source_ip,
             draining=self.node.draining,
