@@ -129,6 +129,10 @@ def test_ids_look_like_api_gateways() -> None:
             b'{"statusCode":200,"body":"/w==","isBase64Encoded":true}',
             IntegrationResponse(200, b"\xff"),
         ),
+        (
+            b'{"headers":{"Sec-WebSocket-Protocol":"chat","X-N":1}}',
+            IntegrationResponse(200, None, {"sec-websocket-protocol": "chat"}),
+        ),
     ],
 )
 def test_integration_answers(raw: bytes, expected: IntegrationResponse) -> None:
@@ -149,3 +153,11 @@ def test_integration_answers(raw: bytes, expected: IntegrationResponse) -> None:
 def test_bad_integration_answers(raw: bytes, message: str) -> None:
     with pytest.raises(BadAnswer, match=message):
         IntegrationResponse.parse(raw)
+
+
+def test_a_bearer_subprotocol_never_reaches_an_event() -> None:
+    offered = [("Sec-WebSocket-Protocol", "tidings.v1, bearer.secret.jwt.value, chat")]
+    event = connect_event(context(headers=offered), request_id="r", at=AT)
+    assert event["headers"] == {"Sec-WebSocket-Protocol": "tidings.v1, chat"}
+    only = [("Sec-WebSocket-Protocol", "bearer.secret.jwt.value"), ("Host", "h")]
+    assert connect_event(context(headers=only), request_id="r", at=AT)["headers"] == {"Host": "h"}

@@ -61,8 +61,8 @@ class FakeConnection:
         if not self.transport.is_closing():
             self.transport.resume_reading()
 
-    def accept(self) -> bool:
-        self.outcome = ("accepted",)
+    def accept(self, subprotocol: str | None) -> bool:
+        self.outcome = ("accepted",) if subprotocol is None else ("accepted", subprotocol)
         return True
 
     def refuse(self, status: int, text: str) -> None:

@@ -277,3 +277,35 @@ async def test_failing_disconnect_is_retried_until_it_lands(
         assert calls == 3
     finally:
         server.stop()
+
+
+async def test_connect_route_answers_the_subprotocol_and_never_sees_a_bearer_one(
+    tmp_path: Path, backend: Backend
+) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    def choose(event: dict[str, Any]) -> tuple[int, object]:
+        offered = event["headers"].get("sec-websocket-protocol", "")
+        if "chat.v2" in offered:
+            return 200, {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "chat.v2"}}
+        return 200, {"statusCode": 200}
+
+    backend.answers["$connect"] = choose
+    server = start(tmp_path, "--route", f"$connect={backend.url}")
+    try:
+        protocols = [Subprotocol("chat.v1"), Subprotocol("chat.v2")]
+        async with connect(f"{server.ws_url}?userId=bob", subprotocols=protocols) as ws:
+            assert ws.subprotocol == "chat.v2"  # the integration's choice, as on API Gateway
+        token = server.token("carol")
+        offered = [Subprotocol("tidings.v1"), Subprotocol(f"bearer.{token}")]
+        async with connect(server.ws_url, subprotocols=offered) as ws:
+            assert ws.subprotocol == "tidings.v1"  # no choice in the answer: tidings' own
+        events = await backend.wait_for("$connect", 2)
+        assert token not in json.dumps(backend.events)
+        carol = next(
+            e for e in events if e["requestContext"]["authorizer"]["principalId"] == "carol"
+        )
+        assert carol["headers"]["sec-websocket-protocol"] == "tidings.v1"
+    finally:
+        server.stop()

@@ -50,6 +50,34 @@ def test_a_token_in_the_query_or_the_header_admits_its_user() -> None:
         assert (admission.since, admission.topics, admission.source_ip) == (None, None, "10.0.0.7")
 
 
+def test_a_token_offered_as_a_subprotocol_admits_and_only_tidings_v1_is_answered() -> None:
+    token = mint(SECRET, "bob", ttl_seconds=60)
+    for headers in (
+        {"sec-websocket-protocol": f"tidings.v1, bearer.{token}"},
+        {"sec-websocket-protocol": f"bearer.{token},tidings.v1"},
+        Headers(
+            [
+                ("Sec-WebSocket-Protocol", "tidings.v1"),
+                ("Sec-WebSocket-Protocol", f"bearer.{token}"),
+            ]
+        ),
+    ):
+        admission = decide("/ws?since=0", headers)
+        assert admission.identity.user_id == "bob" and admission.since == 0
+        assert admission.subprotocol == "tidings.v1"
+    assert decide(f"/ws?token={token}", {"sec-websocket-protocol": "tidings.v1"}).subprotocol
+    assert decide(f"/ws?token={token}", {"sec-websocket-protocol": "chat"}).subprotocol is None
+    assert decide(f"/ws?token={token}").subprotocol is None
+    status, text = refusal("/ws", {"sec-websocket-protocol": f"bearer.{token}"})
+    assert status == 400 and "tidings.v1" in text and token not in text
+    assert refusal("/ws", {"sec-websocket-protocol": "tidings.v1, bearer.junk"})[0] == 401
+    assert refusal("/ws", {"sec-websocket-protocol": "tidings.v1"})[0] == 401
+    assert refusal("/ws", {"sec-websocket-protocol": "a b"}) == (
+        400,
+        "malformed Sec-WebSocket-Protocol header",
+    )
+
+
 def test_since_and_topics_are_positions_to_resume_from() -> None:
     token = mint(SECRET, "bob", ttl_seconds=60)
     admission = decide(f"/ws?token={token}&since=7&topics=news:5,everyone:12")

@@ -15,6 +15,8 @@ def test_redact_tokens_in_queries_and_bearer_headers() -> None:
     assert redact("GET /ws?token=abc.def.ghi&since=3") == "GET /ws?token=[redacted]&since=3"
     assert redact("Authorization: Bearer abc.def") == "Authorization: Bearer [redacted]"
     assert redact("/x?access_token=zz") == "/x?access_token=[redacted]"
+    offered = "Sec-WebSocket-Protocol: tidings.v1, bearer.abc.def-ghi"
+    assert redact(offered) == "Sec-WebSocket-Protocol: tidings.v1, bearer.[redacted]"
 
 
 def test_json_lines_carry_context_fields() -> None:

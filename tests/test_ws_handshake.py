@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
+from websockets.typing import Subprotocol
 
 from tests.server import ServerProcess
 from tidings.web.handshake import plain_upgrade
@@ -46,7 +48,6 @@ def test_a_plain_upgrade_request_is_read_as_path_and_headers() -> None:
         ("dGhlIHNhbXBsZSBub25jZQ==", "not base64!"),
         ("user-agent: test", "user-agent: t\u00e9st"),
         ("user-agent: test", "user-agent: a\r\nUser-Agent: b"),
-        ("user-agent: test", "sec-websocket-protocol: chat"),
         ("user-agent: test", "content-length: 5"),
         ("user-agent: test", "transfer-encoding: chunked"),
         ("user-agent: test", "no colon"),
@@ -72,8 +73,8 @@ async def _exchange(port: int, request: str) -> tuple[str, list[str], bytes]:
 
 async def test_both_paths_give_the_same_answers(server: ServerProcess) -> None:
     token = server.token("alice")
-    # A subprotocol request takes python-websockets' path (none is ever chosen).
-    slow = "user-agent: test\r\nsec-websocket-protocol: chat"
+    # A header given twice takes python-websockets' path.
+    slow = "user-agent: test\r\nx-twice: 1\r\nx-twice: 2"
     accepted = PLAIN.replace("token=abc", f"token={token}")
     fast_answer = await _exchange(server.port, accepted)
     slow_answer = await _exchange(server.port, accepted.replace("user-agent: test", slow))
@@ -96,3 +97,40 @@ async def test_a_header_given_twice_is_a_bad_request(server: ServerProcess) -> N
         status, _, body = await _exchange(server.port, twice)
         assert status.startswith("HTTP/1.1 400 "), (header, status)
         assert b"more than one" in body
+
+
+async def test_both_paths_answer_the_subprotocol_and_never_the_token(server: ServerProcess) -> None:
+    token = server.token("alice")
+    offered = PLAIN.replace("/ws?token=abc", "/ws?since=0")
+    fast = offered.replace(
+        "user-agent: test", f"sec-websocket-protocol: tidings.v1, bearer.{token}"
+    )
+    slow = offered.replace(
+        "user-agent: test",
+        f"sec-websocket-protocol: tidings.v1\r\nsec-websocket-protocol: bearer.{token}",
+    )
+    fast_answer, slow_answer = (
+        await _exchange(server.port, fast),
+        await _exchange(server.port, slow),
+    )
+    assert fast_answer == slow_answer
+    assert fast_answer[0] == "HTTP/1.1 101 Switching Protocols"
+    assert "Sec-WebSocket-Protocol: tidings.v1" in fast_answer[1]
+    assert token not in "".join(fast_answer[1])
+    other = offered.replace("user-agent: test", f"sec-websocket-protocol: chat, bearer.{token}")
+    status, _, body = await _exchange(server.port, other)
+    assert status.startswith("HTTP/1.1 400 ") and b"tidings.v1" in body
+
+
+async def test_a_browser_style_client_opens_with_the_subprotocol(server: ServerProcess) -> None:
+    from websockets.asyncio.client import connect
+
+    token = server.token("dora")
+    async with connect(
+        server.ws_url + "?since=0",
+        subprotocols=[Subprotocol("tidings.v1"), Subprotocol(f"bearer.{token}")],
+    ) as ws:
+        assert ws.subprotocol == "tidings.v1"
+        caught_up = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert caught_up["type"] == "caughtUp"
+    assert token not in server.log()

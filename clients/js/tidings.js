@@ -25,6 +25,18 @@ const CLOSE_RESYNC = 4000;
 const CLOSE_OFFLINE = 4001;
 const CLOSE_DEAD = 4002;
 const HISTORY_PAGE = 200;
+const SUBPROTOCOL = "tidings.v1";
+const BEARER_PREFIX = "bearer.";
+/** What a subprotocol may hold (RFC 6455's token characters): JWTs always fit. */
+const SUBPROTOCOL_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Whether the token can travel as a `bearer.<token>` subprotocol, out of the
+ * URL that proxies and browsers' histories keep; otherwise it goes in `?token=`.
+ */
+function subprotocolSafe(token) {
+  return SUBPROTOCOL_CHARS.test(token);
+}
 
 /** An error frame, an HTTP error answer, or a failure of the client itself. */
 export class TidingsError extends Error {
@@ -240,7 +252,9 @@ export class TidingsClient {
     if (this._closed || this._ws) return;
     let ws;
     try {
-      ws = new this._WebSocket(this._socketUrl(token));
+      ws = subprotocolSafe(token)
+        ? new this._WebSocket(this._socketUrl(null), [SUBPROTOCOL, BEARER_PREFIX + token])
+        : new this._WebSocket(this._socketUrl(token));
     } catch (err) {
       this._emit("error", err);
       this._retry();
@@ -260,6 +274,7 @@ export class TidingsClient {
     ws.onclose = (event) => this._onClose(ws, event, opened, failure);
   }
 
+  /** The stream's URL; the token goes in it only when it cannot be a subprotocol. */
   _socketUrl(token) {
     this._skip.clear();
     let since = this._positions.get(PERSONAL);
@@ -267,7 +282,8 @@ export class TidingsClient {
       since = 0;
       this._skip.add(PERSONAL);
     }
-    let url = `${this._wsUrl}?token=${encodeURIComponent(token)}&since=${since}`;
+    let url = `${this._wsUrl}?since=${since}`;
+    if (token !== null) url += `&token=${encodeURIComponent(token)}`;
     const topics = [];
     for (const name of this._topics) {
       let seq = this._positions.get(name);

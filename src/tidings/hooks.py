@@ -51,10 +51,11 @@ class GatewayHooks(Protocol):
         request: Request,
         identity: Identity,
         *,
-        accept: Callable[[], bool],
+        accept: Callable[[str | None], bool],
         refuse: Callable[[int, str], None],
     ) -> None:
-        """Accept now, or once ``$connect`` says yes (``accept``), or ``refuse``."""
+        """Accept now, or once ``$connect`` says yes (``accept``, with the
+        subprotocol its answer chose, if any), or ``refuse``."""
 
     def route_message(self, conn: GatewayConnection, data: bytes) -> bool:
         """Hand a message to its route; False when tidings answers it itself."""

@@ -2,7 +2,8 @@
 
 Pass context with ``extra={"conn": ..., "user": ...}``; every extra field
 becomes a key. Anything that looks like ``token=...`` (access log lines carry
-query strings) is replaced before it is written.
+query strings), ``Bearer ...`` or ``bearer.<token>`` is replaced before it is
+written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 _TOKEN = re.compile(r"((?:^|[?&\s])(?:token|access_token)=)[^&\s\"']+", re.IGNORECASE)
-_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_BEARER = re.compile(r"(bearer(?:\s+|\.))[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+"""An ``Authorization: Bearer`` value, or a ``bearer.<token>`` subprotocol."""
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 

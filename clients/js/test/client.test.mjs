@@ -68,6 +68,18 @@ describe("against one server", () => {
     assert.deepEqual(allLog.refetch, []);
   });
 
+  test("the token travels as a subprotocol, not in the URL, and the server answers tidings.v1", async () => {
+    const Spy = tamperingWebSocket((frame) => [frame]);
+    const token = mint("t0-carol");
+    const carol = open("t0-carol", { token, WebSocket: Spy });
+    carol.connect();
+    await carol.once("caughtUp");
+    const [socket] = Spy.sockets;
+    assert.equal(socket.protocol, "tidings.v1");
+    assert.ok(!socket.url.includes(token), socket.url);
+    assert.ok(!server.log().includes(token));
+  });
+
   test("an error frame rejects the send and the connection stays usable", async () => {
     const alice = open("t3-alice").connect();
     await assert.rejects(alice.send("", "to nobody"), (err) => {

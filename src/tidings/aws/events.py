@@ -7,8 +7,9 @@ A handler written for API Gateway reads the same fields: ``requestContext``
 ``isBase64Encoded`` on messages, ``disconnectStatusCode`` and
 ``disconnectReason`` on ``$disconnect``. tidings adds the authenticated user
 as ``requestContext.authorizer.principalId``. The token a client connected
-with never appears in an event: ``token`` is removed from the query and
-``Authorization`` from the headers.
+with never appears in an event: ``token`` is removed from the query,
+``Authorization`` from the headers and ``bearer.<token>`` from the offered
+``Sec-WebSocket-Protocol``.
 
 Pure: no I/O, no event loop.
 """
@@ -20,10 +21,12 @@ import binascii
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from tidings.core.tokens import without_bearer
 
 CONNECT = "CONNECT"
 MESSAGE = "MESSAGE"
@@ -88,9 +91,21 @@ class ConnectionContext:
             user_agent=user_agent,
             principal_id=principal_id,
             admin=admin,
-            headers=tuple((k, v) for k, v in headers if k.lower() not in REDACTED_HEADERS),
+            headers=tuple(_passed_on(headers)),
             query=tuple((k, v) for k, v in query if k not in REDACTED_QUERY),
         )
+
+
+def _passed_on(headers: Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    """The handshake's headers with every trace of the token gone."""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "sec-websocket-protocol":
+            value = without_bearer(value)
+            if not value:
+                continue
+        if lower not in REDACTED_HEADERS:
+            yield name, value
 
 
 def _request_time(ms: int) -> str:
@@ -210,10 +225,17 @@ class BadAnswer(Exception):
 
 @dataclass(frozen=True, slots=True)
 class IntegrationResponse:
-    """``{"statusCode": 200, "body": "..."}``; ``statusCode`` defaults to 200."""
+    """``{"statusCode": 200, "headers": {...}, "body": "..."}``; ``statusCode``
+    defaults to 200. Of the headers, only ``$connect``'s
+    ``Sec-WebSocket-Protocol`` reaches the client (the subprotocol chosen)."""
 
     status_code: int = 200
     body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    """Names lower-cased; values that are not strings are dropped."""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
     @classmethod
     def parse(cls, raw: bytes) -> IntegrationResponse:
@@ -233,14 +255,20 @@ class IntegrationResponse:
             status = int(status)
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise BadAnswer(f"statusCode must be an HTTP status, not {status!r:.40}")
+        given = answer.get("headers")
+        headers = (
+            {str(k).lower(): v for k, v in given.items() if isinstance(v, str)}
+            if isinstance(given, dict)
+            else {}
+        )
         body = answer.get("body")
         if body is None:
-            return cls(status)
+            return cls(status, headers=headers)
         if not isinstance(body, str):
-            return cls(status, orjson.dumps(body))
+            return cls(status, orjson.dumps(body), headers)
         if answer.get("isBase64Encoded") is True:
             try:
-                return cls(status, base64.b64decode(body, validate=True))
+                return cls(status, base64.b64decode(body, validate=True), headers)
             except binascii.Error:
                 raise BadAnswer("isBase64Encoded is true but body is not base64") from None
-        return cls(status, body.encode())
+        return cls(status, body.encode(), headers)

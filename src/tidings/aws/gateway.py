@@ -111,19 +111,21 @@ class Gateway:
         request: Request,
         identity: Identity,
         *,
-        accept: Callable[[], bool],
+        accept: Callable[[str | None], bool],
         refuse: Callable[[int, str], None],
     ) -> None:
         """An authenticated handshake: accept now, or once ``$connect`` says yes.
 
-        ``accept()`` completes the handshake and says whether the connection
+        ``accept(subprotocol)`` completes the handshake, answering the
+        ``Sec-WebSocket-Protocol`` header of the integration's answer if it
+        has one (as API Gateway does), and says whether the connection
         opened; ``refuse(status, text)`` answers with an HTTP status instead.
         """
         ctx = self._context(conn, request, identity)
         route = self.table.get(CONNECT)
         if route is None:
             self._contexts[conn.id] = ctx
-            if not accept():
+            if not accept(None):
                 self._contexts.pop(conn.id, None)
             return
         conn.hold_reading("$connect")
@@ -173,7 +175,7 @@ class Gateway:
         conn: Connection,
         ctx: ConnectionContext,
         route: Route,
-        accept: Callable[[], bool],
+        accept: Callable[[str | None], bool],
         refuse: Callable[[int, str], None],
     ) -> None:
         request_id = new_id()
@@ -207,7 +209,7 @@ class Gateway:
             self._post_disconnect(ctx, ABNORMAL_CLOSURE, "")
             return
         self._contexts[conn.id] = ctx
-        if not accept():
+        if not accept(answer.header("sec-websocket-protocol")):
             self._contexts.pop(conn.id, None)
             self._post_disconnect(ctx, ABNORMAL_CLOSURE, "")
             return

@@ -33,6 +33,10 @@ from tidings.core.keys import ASYMMETRIC, Keys
 
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
+SUBPROTOCOL = "tidings.v1"
+"""The WebSocket subprotocol a browser offers with ``bearer.<token>`` (it cannot
+set headers); the server answers it alone, never the token."""
+BEARER_PREFIX = "bearer."
 
 _PYJWT = jwt.PyJWT(options={"require": ["sub", "exp"]})
 """Options merged once, not on every decode."""
@@ -70,6 +74,13 @@ def mint(keys: Keys | str, user_id: str, *, ttl_seconds: int, admin: bool = Fals
     if isinstance(keys, str):
         return jwt.encode(claims, keys, algorithm=ALGORITHM)
     return jwt.encode(claims, keys.current, algorithm=ALGORITHM, headers={"kid": keys.current_kid})
+
+
+def without_bearer(subprotocols: str) -> str:
+    """A ``Sec-WebSocket-Protocol`` value with its ``bearer.<token>`` entries
+    dropped (what may be shown or passed on)."""
+    offered = (protocol.strip() for protocol in subprotocols.split(","))
+    return ", ".join(p for p in offered if p and not p.startswith(BEARER_PREFIX))
 
 
 def bearer(authorization: str | None) -> str | None:

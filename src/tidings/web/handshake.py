@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import MultipleValuesError
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_subprotocol
 from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
 from websockets.utils import accept_key
 
@@ -28,7 +30,7 @@ from tidings.core.errors import AuthError, BadRequest
 from tidings.core.forwarded import TrustedProxies
 from tidings.core.inbox import check_topic
 from tidings.core.keys import Keys
-from tidings.core.tokens import Identity, UnknownKey, bearer, verify
+from tidings.core.tokens import BEARER_PREFIX, SUBPROTOCOL, Identity, UnknownKey, bearer, verify
 
 WS_PATH = "/ws"
 MAX_TOPIC_POSITIONS = 100
@@ -60,6 +62,8 @@ class Admission:
     """Topic positions to replay from (only with ``since``)."""
     source_ip: str
     """The client's address: the peer's, or what a trusted proxy forwarded."""
+    subprotocol: str | None = None
+    """The ``Sec-WebSocket-Protocol`` to answer: ``tidings.v1`` when offered."""
 
 
 def admit(
@@ -93,7 +97,10 @@ def admit(
     if allowed and origin is not None and origin not in allowed and "*" not in allowed:
         raise HandshakeRefused(403, f"origin {origin!r} is not allowed")
     query = parse_qs(url.query)
-    identity = _identity(query, _one_header(headers, "authorization"), settings, keys)
+    authorization = bearer(_one_header(headers, "authorization"))
+    offered = _subprotocols(headers)
+    token = _first(query, "token") or authorization or _offered_token(offered)
+    identity = _identity(query, token, settings, keys)
     since = _first(query, "since")
     since_seq: int | None = None
     if since is not None:
@@ -106,15 +113,40 @@ def admit(
     limit = settings.max_connections_per_user
     if limit and connections_of(identity.user_id) >= limit:
         raise HandshakeRefused(429, f"too many connections for this user (limit {limit})")
-    return Admission(identity, since_seq, topics, source_ip)
+    subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    return Admission(identity, since_seq, topics, source_ip, subprotocol)
+
+
+def _subprotocols(headers: Mapping[str, str]) -> list[str]:
+    """The subprotocols offered, in order (the header may come more than once)."""
+    values = (
+        headers.get_all("sec-websocket-protocol")
+        if hasattr(headers, "get_all")
+        else [value for value in [headers.get("sec-websocket-protocol")] if value is not None]
+    )
+    try:
+        return [protocol for value in values for protocol in parse_subprotocol(value)]
+    except InvalidHeader:
+        raise HandshakeRefused(400, "malformed Sec-WebSocket-Protocol header") from None
+
+
+def _offered_token(offered: list[str]) -> str | None:
+    """The token of a ``bearer.<token>`` subprotocol (browsers cannot set headers),
+    which needs ``tidings.v1`` offered too: the server answers with that one,
+    never with the token."""
+    for protocol in offered:
+        if protocol.startswith(BEARER_PREFIX):
+            if SUBPROTOCOL not in offered:
+                raise HandshakeRefused(
+                    400, f"a {BEARER_PREFIX}<token> subprotocol needs {SUBPROTOCOL} offered too"
+                )
+            return protocol[len(BEARER_PREFIX) :]
+    return None
 
 
 def _identity(
-    query: dict[str, list[str]], authorization: str | None, settings: Settings, keys: Keys
+    query: dict[str, list[str]], token: str | None, settings: Settings, keys: Keys
 ) -> Identity:
-    token = _first(query, "token")
-    if token is None:
-        token = bearer(authorization)
     if token is not None:
         try:
             return verify(keys, token)
@@ -126,7 +158,11 @@ def _identity(
             raise HandshakeRefused(401, exc.message) from None
     user_id = _first(query, "userId")
     if user_id is None:
-        raise HandshakeRefused(401, "missing token: pass ?token= or Authorization: Bearer")
+        raise HandshakeRefused(
+            401,
+            f"missing token: pass Authorization: Bearer, subprotocols {SUBPROTOCOL} and "
+            f"{BEARER_PREFIX}<token>, or ?token=",
+        )
     if not settings.allow_user_id:
         raise HandshakeRefused(
             401, "?userId= without a token is refused (the server needs --allow-user-id)"
@@ -145,9 +181,9 @@ def plain_upgrade(data: bytes) -> tuple[str, dict[str, str]] | None:
 
     Plain: one complete ``GET ... HTTP/1.1`` request in ASCII, each header at
     most once, ``Upgrade: websocket``, ``Connection`` listing ``upgrade``,
-    version 13, a key of 16 bytes in base64, no body and no subprotocol asked
-    for. python-websockets accepts all of these; anything else (including
-    what it refuses, with its own error response) returns None.
+    version 13, a key of 16 bytes in base64, no body. python-websockets
+    accepts all of these; anything else (including what it refuses, with its
+    own error response) returns None.
     """
     if not data.endswith(b"\r\n\r\n"):
         return None
@@ -182,7 +218,6 @@ def plain_upgrade(data: bytes) -> tuple[str, dict[str, str]] | None:
         or headers.get("sec-websocket-version") != "13"
         or headers.get("content-length", "0") != "0"
         or "transfer-encoding" in headers
-        or "sec-websocket-protocol" in headers
     ):
         return None
     try:
@@ -225,13 +260,14 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
-def switching_protocols(key: str) -> bytes:
+def switching_protocols(key: str, subprotocol: str | None = None) -> bytes:
     """The ``101`` answer to a plain upgrade with ``Sec-WebSocket-Key: key``,
     byte for byte what python-websockets sends."""
+    chosen = b"Sec-WebSocket-Protocol: %s\r\n" % subprotocol.encode() if subprotocol else b""
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
-        % (_http_date(int(time.time())), accept_key(key).encode())
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n"
+        % (_http_date(int(time.time())), accept_key(key).encode(), chosen)
     )
 
 

@@ -60,8 +60,8 @@ class Handshaking:
     def _plain_handshake(self, data: bytes) -> bool:
         """Answer a plain upgrade request here; False: leave it to ``ServerProtocol``.
 
-        Same checks and same response as python-websockets (no extension or
-        subprotocol is ever negotiated), without parsing the request a second
+        Same checks and same response as python-websockets (no extension is
+        ever negotiated; the subprotocol is admission's), without parsing the request a second
         time in Python, building response objects or formatting the date for
         each client. A refused handshake is answered as on the other path.
         """
@@ -82,7 +82,9 @@ class Handshaking:
             return True
         assert self.transport is not None
         self.ws = self._protocol(State.OPEN)
-        self.transport.write(handshake.switching_protocols(headers["sec-websocket-key"]))
+        self.transport.write(
+            handshake.switching_protocols(headers["sec-websocket-key"], admission.subprotocol)
+        )
         self._open(admission, headers.get("user-agent", ""))
         return True
 
@@ -105,7 +107,7 @@ class Handshaking:
                 cast(GatewayConnection, self),  # the connection this is mixed into
                 request,
                 admission.identity,
-                accept=lambda: self._accept(request, admission),
+                accept=lambda chosen: self._accept(request, admission, chosen),
                 refuse=self._refuse,
             )
             return
@@ -139,11 +141,15 @@ class Handshaking:
         ws.send_response(response)
         self._flush()
 
-    def _accept(self, request: Request, admission: Admission) -> bool:
-        """Complete the handshake; whether the connection is now open."""
+    def _accept(self, request: Request, admission: Admission, chosen: str | None = None) -> bool:
+        """Complete the handshake, answering subprotocol ``chosen`` (a ``$connect``
+        integration's) or else admission's; whether the connection is now open."""
         ws = self.ws
         assert ws is not None
         response = ws.accept(request)
+        subprotocol = chosen or admission.subprotocol
+        if subprotocol and response.status_code == 101:
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
         ws.send_response(response)
         if response.status_code != 101:
             self._flush()
