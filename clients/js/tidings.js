@@ -430,11 +430,31 @@ export class TidingsClient {
     }
     if (frame.type === "error") {
       this._emit("error", new TidingsError(frame.code, frame.message));
+    } else if (frame.type === "tokenExpiring") {
+      this._refreshToken(ws);
     } else if (frame.type === "notification" || frame.type === "caughtUp" || frame.type === "inbox") {
       this._queue.push({ ws, frame, replay: this._replaying });
       if (frame.type === "caughtUp") this._replaying = false;
       if (!this._processing) this._processQueue();
     }
+  }
+
+  /**
+   * The server is about to close the connection (4401) as its token expires:
+   * a token function gives a new one, sent over the open connection. A fixed
+   * token cannot be renewed; the client reconnects after the close, and is
+   * refused.
+   */
+  async _refreshToken(ws) {
+    if (typeof this._tokenSource !== "function") return;
+    let token;
+    try {
+      token = await this._token(true);
+    } catch (err) {
+      this._emit("error", err);
+      return;
+    }
+    if (ws === this._ws && ws.readyState === OPEN) ws.send(JSON.stringify({ action: "refreshToken", token }));
   }
 
   // Frames are handled one at a time so that a gap fill, which awaits the

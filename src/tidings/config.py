@@ -51,6 +51,8 @@ class Settings:
     """Seconds between background fetches of the JWKS."""
     jwks_min_interval: float = 10.0
     """Seconds between fetches of the JWKS for tokens naming an unknown kid."""
+    token_expiry_notice: float = 60.0
+    """Seconds before a connection's token expires that it is told (``tokenExpiring``)."""
     allow_user_id: bool = False
     """Accept the seed's unauthenticated ``?userId=`` (insecure, opt-in)."""
     dev_login: bool = False

@@ -216,6 +216,31 @@ describe("against one server", () => {
   });
 });
 
+test("a token function renews the token over the open connection before it expires", async () => {
+  const server = await new Server({ args: ["--token-expiry-notice", "2"] }).start();
+  let made = 0;
+  const frank = newClient(server, "te-frank", {
+    token: async () => {
+      made += 1;
+      return mint("te-frank", { ttl: 4 }); // every token is short-lived
+    },
+  });
+  try {
+    const log = record(frank);
+    frank.connect();
+    await frank.once("caughtUp");
+    await new Promise((resolve) => setTimeout(resolve, 9000)); // past two tokens' exp
+    const ack = await frank.send("te-frank", "still here");
+    assert.equal(ack.seq, 1);
+    assert.ok(made >= 3, `tokens made: ${made}`);
+    assert.deepEqual(log.states, ["connecting", "connected"]);
+  } finally {
+    frank.close();
+    await server.stop();
+    server.cleanup();
+  }
+});
+
 test("across a server restart the client resumes: nothing missed, nothing twice", async () => {
   const server = await new Server().start();
   const bob = newClient(server, "bob");

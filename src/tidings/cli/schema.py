@@ -129,6 +129,13 @@ SERVE: tuple[Setting, ...] = (
         10.0,
         _seconds(0),
     ),
+    Setting(
+        "token-expiry-notice",
+        "Seconds before its token expires that a connection gets tokenExpiring "
+        "(then, at exp, close code 4401 unless it sent refreshToken).",
+        60.0,
+        _seconds(0),
+    ),
     Setting("allow-user-id", "INSECURE: accept the seed's ?userId= without a token.", is_flag=True),
     Setting(
         "dev-login",

@@ -107,6 +107,7 @@ class TidingsClient:
         self._queue: asyncio.Queue[_QueueItem] = asyncio.Queue()
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._api = UserApi(
             self.urls.http, self._token_value, refreshable=token_factory is not None
         )
@@ -373,11 +374,31 @@ class TidingsClient:
                     self._queue.put_nowait((None, self.cursor.position()))
                     if refetch and self._on_refetch is not None:
                         self._on_refetch()
+                elif kind == "tokenExpiring":
+                    self._spawn_refresh(ws)
                 elif kind == "error":
                     log.warning("error frame: %s", frame.get("message"))
         except ConnectionClosed:
             pass
         return caught_up
+
+    def _spawn_refresh(self, ws: ClientConnection) -> None:
+        """The token expires soon: send a fresh one from the factory over this
+        connection (a fixed token cannot be renewed: the server closes with 4401)."""
+        if self._token_factory is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh(ws))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh(self, ws: ClientConnection) -> None:
+        try:
+            token = await self._token_value(fresh=True)
+            await ws.send(orjson.dumps({"action": "refreshToken", "token": token}).decode())
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # the application's token factory failed
+            log.warning("cannot refresh the token: %s", exc)
 
     def _deliver(self, frame: Frame) -> None:
         if self.cursor.deliver(frame):

@@ -7,7 +7,7 @@ the frame's ``action`` field, as in the seed's ``$request.body.action``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -56,7 +56,19 @@ class Ping:
     request_id: str | int | None = None
 
 
-ClientAction = SendNotification | MarkAction | SubscribeAction | Ping
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """``{"action":"refreshToken","token":..}``: a new token for the same user,
+    so the connection outlives the one it opened with."""
+
+    token: str = field(repr=False)
+    request_id: str | int | None = None
+
+
+ClientAction = SendNotification | MarkAction | SubscribeAction | Ping | RefreshToken
+
+MAX_TOKEN_CHARS = 16 * 1024
+"""A token longer than this is refused unread (a provider's JWT is 1 to 2 KB)."""
 
 MARK_ACTIONS = {
     "markRead": "read",
@@ -87,6 +99,14 @@ def parse_client_frame(raw: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Cli
         return _send_notification(body, request_id, limits)
     if action == "ping":
         return Ping(request_id=request_id)
+    if action == "refreshToken":
+        token = body.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise BadRequest(
+                f"token must be a string of 1 to {MAX_TOKEN_CHARS} characters",
+                request_id=request_id,
+            )
+        return RefreshToken(token, request_id)
     if action in ("subscribe", "unsubscribe"):
         try:
             topic = check_topic(body.get("topic"))
@@ -157,6 +177,13 @@ def reply_frame(request_id: object, **fields: object) -> bytes:
     if request_id is not None:
         frame["requestId"] = request_id
     return orjson.dumps(frame)
+
+
+def token_expiring_frame(expires_at: int, now: float) -> bytes:
+    """Sent ``--token-expiry-notice`` seconds before the connection's token
+    expires: refresh it (``refreshToken``) or be closed with 4401 at ``expiresAt``."""
+    left = max(0, round(expires_at - now))
+    return orjson.dumps({"type": "tokenExpiring", "expiresAt": expires_at, "in": left})
 
 
 def pong_frame(request_id: object) -> bytes:

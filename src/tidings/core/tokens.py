@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -51,6 +51,12 @@ _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 class Identity:
     user_id: str
     admin: bool = False
+    expires_at: int | None = field(default=None, compare=False)
+    """The token's ``exp`` (Unix seconds): an open connection ends then unless refreshed."""
+    issued_at: int | None = field(default=None, compare=False)
+    """The token's ``iat``, if it has one (revoking a user revokes what was issued before)."""
+    token_id: str | None = field(default=None, compare=False)
+    """The token's ``jti``, if it has one (a single token can be revoked by it)."""
 
 
 class UnknownKey(AuthError):
@@ -101,7 +107,14 @@ def verify(keys: Keys | str, token: str) -> Identity:
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub or "\x00" in sub or not sub.isprintable():
         raise AuthError("invalid token: sub must be a non-empty printable string")
-    return Identity(user_id=sub, admin=claims.get("admin") is True)
+    exp, iat, jti = claims.get("exp"), claims.get("iat"), claims.get("jti")
+    return Identity(
+        user_id=sub,
+        admin=claims.get("admin") is True,
+        expires_at=int(exp) if isinstance(exp, int | float) else None,
+        issued_at=int(iat) if isinstance(iat, int | float) else None,
+        token_id=jti if isinstance(jti, str) else None,
+    )
 
 
 async def verify_fresh(keys: Keys, token: str) -> Identity:

@@ -10,6 +10,7 @@ from tidings.core.forwarded import TrustedProxies
 from tidings.core.keys import Keys
 from tidings.hooks import GatewayHooks
 from tidings.node import Node
+from tidings.web.expiry import TokenClock
 from tidings.web.outbox import Outbox
 
 
@@ -25,9 +26,12 @@ class Runtime:
     """Connections with frames to write at the end of this loop iteration."""
     proxies: TrustedProxies = field(init=False)
     """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
+    clock: TokenClock = field(init=False)
+    """Every open connection's token countdown."""
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
+        self.clock = TokenClock(notice=self.settings.token_expiry_notice)
 
     @property
     def secret(self) -> str:

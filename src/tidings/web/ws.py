@@ -33,6 +33,7 @@ from tidings.core.errors import ProtocolError, TidingsError
 from tidings.core.frames import PING, text_frame
 from tidings.core.protocol import (
     Ping,
+    RefreshToken,
     error_frame,
     error_frame_for,
     parse_client_frame,
@@ -92,6 +93,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         "runtime",
         "server_state",
         "source_ip",
+        "token_bucket",
         "topics",
         "transport",
         "user_agent",
@@ -117,6 +119,8 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.id = self.node.new_connection_id()
         self.user_id = ""
         self.identity: Identity | None = None
+        self.token_bucket: int | None = None
+        """Where the token clock keeps this connection (``web/expiry.py``)."""
         self.cursor: StreamCursor
         self.topics: dict[str, StreamCursor] = {}
         """Both set by catch-up when the connection joins the node."""
@@ -187,6 +191,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self._unparsed = None
         self._held.drop()
         self._holding = False
+        self.runtime.clock.forget(self)
         if self.open:
             self.open = False
             self.node.detach(self)
@@ -229,6 +234,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             extra={"conn": self.id, "user": self.user_id, "since": since, "peer": self.peer},
         )
         self.node.attach(self, since, topics)
+        self.runtime.clock.watch(self)
 
     # -- frames in -----------------------------------------------------------
 
@@ -317,6 +323,10 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             return
         if isinstance(action, Ping):
             self.send(pong_frame(action.request_id))
+            return
+        if isinstance(action, RefreshToken):
+            refresh = self.runtime.clock.refresh(self, self.runtime.keys, action)
+            self.runtime.track(self.loop.create_task(refresh))
             return
         self._inflight += 1
         if self._inflight >= MAX_INFLIGHT:
