@@ -23,6 +23,7 @@ import pytest
 from tidings.core.errors import BadRequest, IdempotencyConflict
 from tidings.core.ids import new_id
 from tidings.core.models import JSONObject, PublishRequest, PublishResult
+from tidings.core.revocation import TOKEN, USER, Revocation
 from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Store
 
 MakeStore = Callable[[], Awaitable[Store]]
@@ -95,6 +96,24 @@ class StoreContract:
     @pytest.fixture
     async def store(self, make_store: MakeStore) -> Store:
         return await make_store()
+
+    async def test_revocations_are_kept_and_a_later_one_moves_the_moment_on(
+        self, make_store: MakeStore
+    ) -> None:
+        store = await make_store()
+        assert await store.revocations() == []
+        await store.revoke(Revocation(USER, "alice", 2_000))
+        await store.revoke(Revocation(USER, "alice", 1_000))  # never back
+        await store.revoke(Revocation(TOKEN, "jti-1", 1_500))
+        await store.revoke(Revocation(USER, "bob", 3_000))
+        await store.revoke(Revocation(USER, "bob", 4_000))
+        other_node = await make_store()
+        kept = sorted(await other_node.revocations(), key=lambda r: (r.kind, r.subject))
+        assert kept == [
+            Revocation(TOKEN, "jti-1", 1_500),
+            Revocation(USER, "alice", 2_000),
+            Revocation(USER, "bob", 4_000),
+        ]
 
     async def test_seqs_count_from_one_per_user(self, store: Store) -> None:
         results = [

@@ -151,10 +151,11 @@ ALTER TABLE subscriptions DROP COLUMN total_off;
 ALTER TABLE subscriptions DROP COLUMN unread_off;
 ALTER TABLE subscriptions DROP COLUMN unseen_off;
 DELETE FROM subscriptions WHERE topic = 'everyone' AND read_upto = 0 AND seen_upto = 0;
+DROP TABLE revocations;
 UPDATE schema_version SET version = 3;
 """
-"""Turn a database back into what version 3 wrote (no topic counters, no
-``everyone`` row for a user with only receipts there), to migrate it again."""
+"""Turn a database back into what version 3 wrote (no topic counters, no revocations,
+no ``everyone`` row for a user with only receipts there), to migrate it again."""
 
 
 async def topic_history(store: Store) -> dict[str, Counts]:

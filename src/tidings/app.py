@@ -37,6 +37,7 @@ from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
 from tidings.web.limits import BearerFirst, LimitedHttpProtocol, RequestLimits
 from tidings.web.presence import presence_router
+from tidings.web.revocation import Revoker, revocation_router
 from tidings.web.runtime import Runtime
 from tidings.web.ws import WebSocketConnection
 
@@ -119,8 +120,11 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         settings.broker, node.hub, node.node_id, node.repair_all, node_ttl=settings.node_ttl
     )
     await cluster.start()
+    revoker = Revoker(node, runtime.keys)
+    await revoker.load()
     app = build_app(runtime)
     app.include_router(presence_router(cluster))
+    app.include_router(revocation_router(revoker))
     gateway = install_gateway(
         app, settings.gateway, runtime.keys, cluster, settings.max_frame_bytes
     )
@@ -140,6 +144,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
             run_heartbeat(node.hub, interval=settings.ping_interval, timeout=settings.ping_timeout)
         ),
         asyncio.create_task(node.run_sweeper(settings.sweep_interval)),
+        asyncio.create_task(revoker.run()),
     ]
     if jwks is not None:
         background.append(asyncio.create_task(jwks.run()))

@@ -17,6 +17,7 @@ import orjson
 from tidings.core.cursor import DELIVER, GAP, StreamCursor
 from tidings.core.inbox import EVERYONE
 from tidings.core.models import Publication
+from tidings.core.tokens import Identity
 
 
 class Connection(Protocol):
@@ -36,6 +37,8 @@ class Connection(Protocol):
     """Wall-clock seconds of the handshake (the management API shows it)."""
     source_ip: str
     user_agent: str
+    identity: Identity | None
+    """Who the token says (None until the handshake is done); revocations read it."""
 
     @property
     def last_active(self) -> float:

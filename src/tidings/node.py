@@ -30,6 +30,7 @@ from tidings.core.models import (
 )
 from tidings.core.protocol import SendNotification, notification_frame
 from tidings.core.publish import DEFAULT_LIMITS, Limits, check_text, new_request
+from tidings.core.revocation import CHANNEL as REVOCATIONS
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
 from tidings.store.base import Expired, Store
@@ -68,6 +69,8 @@ class Node:
             on_gap=lambda conn, topic: self.catchup.on_gap(conn, topic),
             on_topic_event=self._on_topic_event,
         )
+        self.on_revocation: Callable[[bytes], None] | None = None
+        """Given each revocation a node published (``web/revocation.py`` registers)."""
         self.catchup = CatchUp(store, self.hub, encode=encode, spawn=self._spawn, gap_wait=gap_wait)
         self.user_send = user_send
         self.default_ttl_ms = int(default_ttl * 1000)
@@ -341,6 +344,10 @@ class Node:
         await self._publish_events([Publication("", 0, payload, topic=topic)])
 
     def _on_topic_event(self, topic: str, payload: bytes, conns: list[Connection]) -> None:
+        if topic == REVOCATIONS:
+            if self.on_revocation is not None:
+                self.on_revocation(payload)
+            return
         if conns:
             self._spawn(self._tell_each(payload, conns))
 

@@ -8,7 +8,7 @@ import click
 
 from tidings import __version__
 from tidings.cli.bench import bench
-from tidings.cli.client import listen, send
+from tidings.cli.client import listen, revoke, send
 from tidings.cli.config import config
 from tidings.cli.serve import migrate, serve
 from tidings.cli.tokens import token
@@ -21,7 +21,7 @@ def cli() -> None:
     """tidings: self-hosted real-time notifications."""
 
 
-for command in (serve, config, token, migrate, listen, send, bench):
+for command in (serve, config, token, migrate, listen, send, revoke, bench):
     cli.add_command(command)
 
 

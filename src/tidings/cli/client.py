@@ -1,4 +1,4 @@
-"""``tidings listen`` and ``tidings send``: the service from a terminal."""
+"""``tidings listen``, ``tidings send`` and ``tidings revoke``: the service from a terminal."""
 
 from __future__ import annotations
 
@@ -114,6 +114,41 @@ def send(
             expires_at=expires_at,
             idempotency_key=idempotency_key,
         )
+    except commands.CommandError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(answer, separators=(",", ":")))
+
+
+@click.command()
+@click.option("--user", help="Revoke every token of this user issued until now.")
+@click.option("--jti", help="Revoke the one token with this jti (tidings token --check shows it).")
+@url_option
+@click.option(
+    "--token", help="An admin token; default: minted with the secret.", **env("ADMIN_TOKEN")
+)
+@data_dir_option
+@secret_option
+def revoke(
+    user: str | None,
+    jti: str | None,
+    url: str,
+    token: str | None,
+    data_dir: Path,
+    secret: str | None,
+) -> None:
+    """Revoke tokens on every node of the server at --url: refused from now on,
+    and connections open with them closed (4403)."""
+    import json
+
+    from tidings.client import commands
+
+    if (user is None) == (jti is None):
+        raise click.UsageError("give --user or --jti (one of them)")
+    if token is None:
+        key = secret or load_or_create_secret(data_dir)
+        token = mint(key, "cli", ttl_seconds=300, admin=True)
+    try:
+        answer = commands.revoke(url, token, user=user, jti=jti)
     except commands.CommandError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(answer, separators=(",", ":")))

@@ -51,7 +51,7 @@ def token(
     if user is None:
         raise click.UsageError("give the USER to mint a token for (or --check TOKEN)")
     if ttl is None:
-        # Until tokens can be revoked, an admin token's lifetime is its exposure.
+        # A leaked admin token works until it expires or is revoked (tidings revoke).
         ttl = ADMIN_TOKEN_TTL if admin else USER_TOKEN_TTL
     click.echo(mint(Keys.of(key), user, ttl_seconds=ttl, admin=admin))
 
@@ -71,7 +71,8 @@ def describe(secret: str, token: str) -> str:
     if isinstance(exp, int):
         left = "in " + _span(exp) if exp > time.time() else _span(exp) + " ago, within the leeway"
         until = f"expires {iso_ms(exp * 1000)} ({left})"
-    return f"{who.user_id} ({kind}), {until or 'never expires'}"
+    jti = f", jti {who.token_id}" if who.token_id else ""
+    return f"{who.user_id} ({kind}), {until or 'never expires'}{jti}"
 
 
 def _span(when: int) -> str:

@@ -1,4 +1,4 @@
-"""``tidings listen`` and ``tidings send``: the SDK from a terminal.
+"""``tidings listen``, ``tidings send`` and ``tidings revoke``: the SDK from a terminal.
 
 ``listen`` prints each notification as one JSON line and keeps its position
 in a small state file, so the next run (or the same run, after the server
@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 
-from tidings.client.base import server_urls
+from tidings.client.base import USER_AGENT, answer, server_urls, unreachable_reason
 from tidings.client.connection import TidingsClient, TokenFactory
-from tidings.client.errors import ClientError, RequestFailed, Unauthorized
+from tidings.client.errors import ClientError, RequestFailed, ServerUnreachable, Unauthorized
 from tidings.client.publisher import Publisher
 
 
@@ -132,5 +133,30 @@ def send(
                 expires_at=expires_at,
                 idempotency_key=idempotency_key,
             )
+    except ClientError as exc:
+        raise CommandError(one_line(exc)) from None
+
+
+def revoke(
+    url: str, admin_token: str, *, user: str | None = None, jti: str | None = None
+) -> dict[str, Any]:
+    """Revoke a user's tokens issued until now, or one token by its jti, on every
+    node; the server's answer, or ``CommandError``."""
+    body = {"userId": user} if user is not None else {"tokenId": jti}
+    try:
+        with httpx.Client(
+            base_url=server_urls(url).http,
+            headers={"Authorization": f"Bearer {admin_token}", "User-Agent": USER_AGENT},
+            timeout=10.0,
+        ) as http:
+            try:
+                response = http.post("/v1/revocations", json=body)
+            except httpx.TransportError as exc:
+                raise ServerUnreachable(
+                    f"cannot reach the server at {server_urls(url).http} "
+                    f"({unreachable_reason(exc)})"
+                ) from None
+            found: dict[str, Any] = answer(response)
+            return found
     except ClientError as exc:
         raise CommandError(one_line(exc)) from None

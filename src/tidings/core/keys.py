@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
+from tidings.core.revocation import Revocations
+
 KID_PREFIX = "hs-"
 
 _FAMILIES = {
@@ -70,6 +72,8 @@ class Keys:
     """kid -> public key from the JWKS (None: a key published without kid)."""
     refresher: KeyRefresher | None = None
     """Set when public keys come from a JWKS URL."""
+    revoked: Revocations = field(default_factory=Revocations)
+    """Tokens refused whatever their signature (kept current by the node)."""
 
     @classmethod
     def of(

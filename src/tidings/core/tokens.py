@@ -4,7 +4,7 @@ public key (``core/keys.py``).
 
 Every WebSocket handshake checks one, so the common case has a fast path:
 a token shaped like the ones ``mint`` makes (header ``alg``/``typ``/``kid`` only,
-claims among ``sub``, ``exp``, ``iat``, ``nbf``, ``admin`` as integers and
+claims among ``sub``, ``exp``, ``iat``, ``nbf``, ``admin``, ``jti`` as integers and
 strings) is checked here in a few microseconds. Anything else, and every
 token this path does not accept (a bad signature, an expired or not yet
 valid token), goes through pyjwt, which decides and says why: the fast path
@@ -19,6 +19,7 @@ import functools
 import hashlib
 import hmac
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +44,7 @@ _PYJWT = jwt.PyJWT(options={"require": ["sub", "exp"]})
 _ALGORITHMS = [ALGORITHM]
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _PLAIN_HEADER = frozenset({"alg", "typ", "kid"})
-_PLAIN_CLAIMS = frozenset({"sub", "exp", "iat", "nbf", "admin"})
+_PLAIN_CLAIMS = frozenset({"sub", "exp", "iat", "nbf", "admin", "jti"})
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 
 
@@ -74,6 +75,7 @@ def mint(keys: Keys | str, user_id: str, *, ttl_seconds: int, admin: bool = Fals
         "sub": user_id,
         "iat": int(time.time()),
         "exp": int(time.time()) + ttl_seconds,
+        "jti": secrets.token_urlsafe(12),
     }
     if admin:
         claims["admin"] = True
@@ -108,13 +110,16 @@ def verify(keys: Keys | str, token: str) -> Identity:
     if not isinstance(sub, str) or not sub or "\x00" in sub or not sub.isprintable():
         raise AuthError("invalid token: sub must be a non-empty printable string")
     exp, iat, jti = claims.get("exp"), claims.get("iat"), claims.get("jti")
-    return Identity(
+    identity = Identity(
         user_id=sub,
         admin=claims.get("admin") is True,
         expires_at=int(exp) if isinstance(exp, int | float) else None,
         issued_at=int(iat) if isinstance(iat, int | float) else None,
         token_id=jti if isinstance(jti, str) else None,
     )
+    if keys.revoked and keys.revoked.revokes(identity):
+        raise AuthError("token revoked")
+    return identity
 
 
 async def verify_fresh(keys: Keys, token: str) -> Identity:
@@ -198,8 +203,8 @@ def _plain_claims(keys: Keys, token: str) -> dict[str, Any] | None:
     HS256 header, a signature matching the secret of its kid (else the current
     one), compared in constant time, ``exp``
     after now less the leeway, ``iat`` and ``nbf`` (when present) before now
-    plus the leeway, a string ``sub``. Tokens with other claims (``aud``,
-    ``iss``, ``jti``...) or other value types go to pyjwt.
+    plus the leeway, a string ``sub`` (and ``jti``). Tokens with other claims
+    (``aud``, ``iss``...) or other value types go to pyjwt.
     """
     parts = token.split(".")
     if len(parts) != 3 or not all(_SEGMENT.fullmatch(part) for part in parts):
@@ -233,6 +238,7 @@ def _plain_claims(keys: Keys, token: str) -> dict[str, Any] | None:
     exp, iat, nbf = claims.get("exp"), claims.get("iat", 0), claims.get("nbf", 0)
     if (
         type(claims.get("sub")) is not str
+        or type(claims.get("jti", "")) is not str
         or type(exp) is not int
         or type(iat) is not int
         or type(nbf) is not int

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from tidings.core.errors import ConfigError
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, PublishRequest, PublishResult, StreamPage
+from tidings.core.revocation import Revocation
 
 PAGE_LIMIT = 1000
 """The largest page a store returns from one read."""
@@ -179,6 +180,13 @@ class Store(Protocol):
     async def erase(self, user_id: str) -> int:
         """Delete everything stored for the user (the stream's head is kept, so a
         seq is never reused); returns how many notifications went."""
+        ...
+
+    async def revoke(self, revocation: Revocation) -> None:
+        """Keep a revocation for good (a user's later one moves its moment on)."""
+
+    async def revocations(self) -> list[Revocation]:
+        """Every revocation kept, for a node that starts (or lost its broker link)."""
         ...
 
     async def export(self, user_id: str) -> dict[str, Any]:

@@ -165,6 +165,15 @@ MIGRATIONS: list[str | Callable[[Any], Awaitable[None]]] = [
     """,
     # 5: data nested too deep to be shown is removed (see remove_unshowable_data).
     remove_unshowable_data,
+    # 6: revoked users (every token issued until then) and tokens (by jti).
+    """
+    CREATE TABLE revocations (
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        revoked_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, subject)
+    );
+    """,
 ]
 
 

@@ -49,11 +49,12 @@ import orjson
 from tidings.batching import GroupCommitter
 from tidings.core.errors import BadRequest, ConfigError, Unavailable
 from tidings.core.models import PublishRequest, PublishResult
+from tidings.core.revocation import Revocation
 from tidings.logs import redact_url
 from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
 from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms, repeat
+from tidings.store.postgres import revocations, sql, topics
 from tidings.store.postgres import schema as migrations
-from tidings.store.postgres import sql, topics
 from tidings.store.postgres.faults import DRIVER_ERRORS, reason
 from tidings.store.postgres.inbox import PostgresInbox
 from tidings.store.postgres.sql import storable
@@ -366,6 +367,13 @@ class PostgresStore(PostgresInbox):
             return {}
         rows = await conn.fetch(topics.ADVANCE_TOPICS, list(counts), list(counts.values()))
         return {row["topic"]: row["head"] - counts[row["topic"]] + 1 for row in rows}
+
+    async def revoke(self, revocation: Revocation) -> None:
+        async with self._connection("store write failed, nothing revoked") as conn:
+            await revocations.keep(conn, revocation)
+
+    async def revocations(self) -> list[Revocation]:
+        return revocations.rows_to_revocations(await self._fetch(revocations.LOAD))
 
     async def prune(self, *, now_ms: int) -> int:
         async with self._connection("store prune failed") as conn:

@@ -35,10 +35,11 @@ from tidings.core.models import (
     PublishResult,
     StreamPage,
 )
+from tidings.core.revocation import Revocation
 from tidings.store.base import IDEMPOTENCY_TTL_MS, PAGE_LIMIT, Expired, SchemaVersions
 from tidings.store.batch import now_ms
 from tidings.store.health import WriteHealth
-from tidings.store.sqlite import append, inbox, topics
+from tidings.store.sqlite import append, inbox, revocations, topics
 from tidings.store.sqlite.schema import MIGRATIONS, migrate
 from tidings.store.sqlite.schema import version as schema_version
 from tidings.store.sqlite.tx import write_transaction
@@ -318,6 +319,13 @@ class SQLiteStore:
     async def erase(self, user_id: str) -> int:
         erased: int = await self._in_writer(self._write, inbox.erase, user_id)
         return erased
+
+    async def revoke(self, revocation: Revocation) -> None:
+        await self._in_writer(self._write, revocations.keep, revocation)
+
+    async def revocations(self) -> list[Revocation]:
+        kept: list[Revocation] = await self._in_reader(self._read, revocations.load)
+        return kept
 
     async def export(self, user_id: str) -> dict[str, Any]:
         data: dict[str, Any] = await self._in_reader(self._read, inbox.export, user_id, now_ms())
