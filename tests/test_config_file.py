@@ -163,7 +163,9 @@ def test_token_check_says_who_and_until_when(tmp_path: Path) -> None:
     token = tidings("token", "alice", "--admin", "--data-dir", data).stdout.strip()
     done = tidings("token", "--check", token, "--data-dir", data)
     assert done.returncode == 0, done.stderr
-    assert re.fullmatch(r"alice \(admin token\), expires \S+Z \(in 29 d 23 h\)\n", done.stdout)
+    assert re.fullmatch(
+        r"alice \(admin token\), expires \S+Z \(in 29 d 23 h\), jti [\w-]{16}\n", done.stdout
+    )
     other = tidings("token", "--check", token, "--secret", "z" * 40, "--data-dir", data)
     assert other.returncode == 1 and "invalid token: Signature" in other.stderr
     expired = mint(load_or_create_secret(Path(data)), "bob", ttl_seconds=-120)
