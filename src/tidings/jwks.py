@@ -94,8 +94,8 @@ class JwksSource:
         where = redact_url(self.url)
         try:
             count = self.keys.install(await self._download())
-        except (httpx.HTTPError, BadKeySet, orjson.JSONDecodeError, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
+        except Exception as exc:  # whatever the network or the document did: keep the keys
+            reason = f"{type(exc).__name__}: {exc}"
             log.error(
                 "JWKS fetch failed; keeping the keys in use", extra={"url": where, "reason": reason}
             )

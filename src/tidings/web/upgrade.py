@@ -121,10 +121,12 @@ class Handshaking:
         self.hold_reading("keys")
 
         async def fetch_then_admit() -> None:
-            await refresher.refresh(kid)
-            if self.transport is not None and not self.transport.is_closing():
-                self.release_reading("keys")
-                self._handshake(request, refetched=True)
+            try:
+                await refresher.refresh(kid)
+            finally:  # decided either way: the token is checked again
+                if self.transport is not None and not self.transport.is_closing():
+                    self.release_reading("keys")
+                    self._handshake(request, refetched=True)
 
         self.runtime.track(asyncio.get_running_loop().create_task(fetch_then_admit()))
 
