@@ -214,3 +214,36 @@ async def pg_fetch_count(nodes: list[ServerProcess]) -> int:
     schema = db.rsplit("schema=", 1)[1].split("&", 1)[0]
     rows = await pg_fetch(f"SELECT count(*) AS n FROM {schema}.revocations")
     return int(rows[0]["n"])
+
+
+async def test_a_node_that_missed_the_broker_message_applies_the_stored_revocation(
+    tmp_path: Path,
+) -> None:
+    """Two nodes on one database whose brokers never meet (other Redis prefixes):
+    the second hears nothing, and closes its connection from the store instead."""
+    schema = f"tidings_rv_{uuid.uuid4().hex[:12]}"
+    db = with_query(require_postgres(), f"schema={schema}")
+    nodes = [
+        ServerProcess(
+            tmp_path / f"node{i}",
+            "--db",
+            db,
+            "--broker",
+            with_query(require_redis(), f"prefix={schema}-{i}"),
+            "--revocation-reload",
+            "0.5",
+        )
+        for i in range(2)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        here, there = nodes
+        far = await open_ws(there.ws_url, token=there.token("fay"))
+        async with httpx.AsyncClient(base_url=here.url, headers=admin(here)) as http:
+            assert (await http.post("/v1/revocations", json={"userId": "fay"})).status_code == 201
+        assert await closed_with(far, timeout=10) == 4403
+    finally:
+        for node in nodes:
+            node.stop()
+        await pg_fetch(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

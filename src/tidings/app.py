@@ -144,7 +144,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
             run_heartbeat(node.hub, interval=settings.ping_interval, timeout=settings.ping_timeout)
         ),
         asyncio.create_task(node.run_sweeper(settings.sweep_interval)),
-        asyncio.create_task(revoker.run()),
+        asyncio.create_task(revoker.run(settings.revocation_reload)),
     ]
     if jwks is not None:
         background.append(asyncio.create_task(jwks.run()))

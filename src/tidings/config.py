@@ -51,6 +51,9 @@ class Settings:
     """Seconds between background fetches of the JWKS."""
     jwks_min_interval: float = 10.0
     """Seconds between fetches of the JWKS for tokens naming an unknown kid."""
+    revocation_reload: float = 30.0
+    """Seconds between loads of every revocation from the store (a node that
+    missed one on the broker applies it then)."""
     token_expiry_notice: float = 60.0
     """Seconds before a connection's token expires that it is told (``tokenExpiring``)."""
     allow_user_id: bool = False

@@ -130,6 +130,13 @@ SERVE: tuple[Setting, ...] = (
         _seconds(0),
     ),
     Setting(
+        "revocation-reload",
+        "Seconds between loads of the stored revocations (a node that missed one on "
+        "the broker closes its connections then).",
+        30.0,
+        _seconds(0.1),
+    ),
+    Setting(
         "token-expiry-notice",
         "Seconds before its token expires that a connection gets tokenExpiring "
         "(then, at exp, close code 4401 unless it sent refreshToken).",

@@ -64,12 +64,15 @@ class Revocations:
     def __bool__(self) -> bool:
         return bool(self.users or self.tokens)
 
-    def add(self, revocation: Revocation) -> None:
+    def add(self, revocation: Revocation) -> bool:
+        """Whether it revokes more than was revoked already."""
         if revocation.kind == TOKEN:
+            new = revocation.subject not in self.tokens
             self.tokens.add(revocation.subject)
-            return
-        before = self.users.get(revocation.subject, 0)
+            return new
+        before = self.users.get(revocation.subject, -1)
         self.users[revocation.subject] = max(before, revocation.revoked_at_ms)
+        return revocation.revoked_at_ms > before
 
     def revokes(self, identity: Identity) -> bool:
         if identity.token_id is not None and identity.token_id in self.tokens:

@@ -6,7 +6,8 @@ start later), then published on the broker: every node adds it to the
 revoked set its keys check at each handshake, HTTP call and token refresh,
 and closes its open connections that it covers with 4403, within the
 broker's delivery time. A node that missed the message (its broker link was
-down) loads the store's revocations every ``RELOAD_EVERY`` seconds.
+down) loads the store's revocations every ``--revocation-reload`` seconds
+(30) and applies what is new.
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ log = logging.getLogger("tidings.revocation")
 
 CLOSE_TOKEN_REVOKED = 4403
 REVOKED_REASON = "token revoked"
-RELOAD_EVERY = 30.0
-"""Seconds between loads of every revocation from the store (for nodes that
-missed one on the broker)."""
 
 
 class Revoker:
@@ -44,13 +42,16 @@ class Revoker:
         node.on_revocation = self._received
 
     async def load(self) -> int:
-        """Add every stored revocation to the revoked set; how many there are."""
-        kept = await self.node.store.revocations()
-        for revocation in kept:
-            self.keys.revoked.add(revocation)
-        return len(kept)
+        """Apply every stored revocation not known here yet (one a node missed
+        on the broker closes its connections now); how many are new."""
+        new = 0
+        for revocation in await self.node.store.revocations():
+            if self.keys.revoked.add(revocation):
+                self._close_covered(revocation)
+                new += 1
+        return new
 
-    async def run(self, every: float = RELOAD_EVERY) -> None:
+    async def run(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)
             try:
@@ -68,7 +69,7 @@ class Revoker:
         except Unavailable as exc:
             log.warning(
                 "revocation stored; other nodes load it from the store",
-                extra={"kind": kind, "error": exc.message, "within": RELOAD_EVERY},
+                extra={"kind": kind, "error": exc.message},
             )
         return revocation
 
@@ -82,6 +83,9 @@ class Revoker:
 
     def _apply(self, revocation: Revocation) -> None:
         self.keys.revoked.add(revocation)
+        self._close_covered(revocation)
+
+    def _close_covered(self, revocation: Revocation) -> None:
         hub = self.node.hub
         conns = hub.of_user(revocation.subject) if revocation.kind == USER else list(hub)
         closed = 0
