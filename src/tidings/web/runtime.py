@@ -10,6 +10,7 @@ from tidings.core.forwarded import TrustedProxies
 from tidings.hooks import GatewayHooks
 from tidings.node import Node
 from tidings.web.outbox import Outbox
+from tidings.web.throttle import Throttle
 
 
 @dataclass(slots=True)
@@ -24,9 +25,12 @@ class Runtime:
     """Connections with frames to write at the end of this loop iteration."""
     proxies: TrustedProxies = field(init=False)
     """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
+    throttle: Throttle = field(init=False)
+    """The connection, publish and frame rates (``settings``), shared by the transports."""
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
+        self.throttle = Throttle(self.settings)
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it ends."""

@@ -72,7 +72,7 @@ class Handshaking:
             admission = self._admit(path, headers)
         except HandshakeRefused as refusal:
             self.ws = self._protocol(State.CONNECTING)
-            self._refuse(refusal.status, refusal.text)
+            self._refuse(refusal.status, refusal.text, refusal.retry_after)
             return True
         assert self.transport is not None
         self.ws = self._protocol(State.OPEN)
@@ -84,7 +84,7 @@ class Handshaking:
         try:
             admission = self._admit(request.path, request.headers)
         except HandshakeRefused as refusal:
-            self._refuse(refusal.status, refusal.text)
+            self._refuse(refusal.status, refusal.text, refusal.retry_after)
             return
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active:
@@ -99,7 +99,7 @@ class Handshaking:
             return
         self._accept(request, admission)
 
-    def _refuse(self, status: int, text: str) -> None:
+    def _refuse(self, status: int, text: str, retry_after: str | None = None) -> None:
         log.info(
             "handshake refused",
             extra={"conn": self.id, "status": status, "reason": text, "peer": self.peer},
@@ -109,6 +109,8 @@ class Handshaking:
         response = ws.reject(status, text + "\n")
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="tidings"'
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
         ws.send_response(response)
         self._flush()
 
@@ -136,6 +138,7 @@ class Handshaking:
             draining=self.node.draining,
             connections_of=lambda user: len(self.node.hub.of_user(user)),
             also_serves=gateway.serves_websocket if gateway is not None else None,
+            throttle=self.runtime.throttle.connect,
         )
         self.source_ip = admission.source_ip
         return admission
