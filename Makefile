@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-smoke clean browser-deps
+.PHONY: run test lint bench bench-smoke clean browser-deps doc-deps
 
 # What running needs: tidings and its drivers (PostgreSQL, Redis), pinned.
 $(RUN_STAMP): pyproject.toml requirements.lock
@@ -36,8 +36,18 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm not found: the JS tests skip here (and fail in CI)"; exit 0; }; \
 		cd $(JS_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed
 
+## doc-deps: the programs that check the docs' snippets (Debian packages nginx, haproxy, jq)
+DOC_PROGRAMS := nginx haproxy jq
+
+doc-deps:
+	@missing=""; for program in $(DOC_PROGRAMS); do \
+		command -v $$program >/dev/null || missing="$$missing $$program"; done; \
+	test -z "$$missing" || { echo "installing$$missing"; apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "could not install$$missing: the doc tests that need them skip here (and fail in CI)"
+
 ## test: lint, type-check and the whole test suite (PostgreSQL and Redis on 127.0.0.1)
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps doc-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

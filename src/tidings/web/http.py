@@ -127,6 +127,13 @@ def build_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if tuple(first.get("loc", ())) == ("body",) and isinstance(first.get("input"), bytes):
+            # FastAPI reads a body as JSON only when its Content-Type says JSON (or is absent)
+            sent = request.headers.get("content-type", "")
+            message = (
+                f"the body must be JSON, sent with Content-Type: application/json, not {sent!r}"
+            )
+            return error_response(400, "bad_request", message)
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "")
         return error_response(400, "bad_request", message or "invalid request")
