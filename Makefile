@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-smoke clean browser-deps
+.PHONY: run test lint bench bench-smoke clean browser-deps deploy-deps
 
 # What running needs: tidings and its drivers (PostgreSQL, Redis), pinned.
 $(RUN_STAMP): pyproject.toml requirements.lock
@@ -36,8 +36,18 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm not found: the JS tests skip here (and fail in CI)"; exit 0; }; \
 		cd $(JS_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed
 
+## deploy-deps: Debian's HAProxy, systemd-analyze and docker-compose (the deploy/ tests)
+DEPLOY_TOOLS := haproxy:haproxy systemd-analyze:systemd docker-compose:docker-compose
+
+deploy-deps:
+	@missing=""; for tool in $(DEPLOY_TOOLS); do \
+		command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	test -z "$$missing" || { echo "installing$$missing (Debian)"; apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "could not install$$missing: the deploy tests skip here (and fail in CI)"
+
 ## test: lint, type-check and the whole test suite (PostgreSQL and Redis on 127.0.0.1)
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps deploy-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
