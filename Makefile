@@ -36,8 +36,9 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm not found: the JS tests skip here (and fail in CI)"; exit 0; }; \
 		cd $(JS_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed
 
-## deploy-deps: Debian's HAProxy, systemd-analyze and docker-compose (the deploy/ tests)
-DEPLOY_TOOLS := haproxy:haproxy systemd-analyze:systemd docker-compose:docker-compose
+## deploy-deps: Debian's HAProxy, nginx, openssl, systemd-analyze and docker-compose (the deploy tests)
+DEPLOY_TOOLS := haproxy:haproxy nginx:nginx openssl:openssl systemd-analyze:systemd \
+	docker-compose:docker-compose
 
 deploy-deps:
 	@missing=""; for tool in $(DEPLOY_TOOLS); do \

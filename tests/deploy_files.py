@@ -162,10 +162,15 @@ def unit_values(path: Path = UNIT) -> dict[str, list[str]]:
     return found
 
 
+def doc_blocks(language: str, path: Path = DEPLOY_DOC) -> list[str]:
+    """The fenced blocks of ``language`` in docs/deploy.md, in order."""
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
+
+
 def sh_commands(path: Path = DEPLOY_DOC) -> list[list[str]]:
     """Each command of the ``sh`` blocks, split into words (comments dropped)."""
     found = []
-    for block in re.findall(r"```sh\n(.*?)```", path.read_text(), flags=re.S):
+    for block in doc_blocks("sh", path):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             while words and "=" in words[0] and not words[0].startswith("-"):
