@@ -167,6 +167,18 @@ def doc_blocks(language: str, path: Path = DEPLOY_DOC) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.S)
 
 
+def run_by(words: list[str]) -> list[str]:
+    """The command a line runs: past ``runuser ... --`` and ``docker exec NAME``,
+    with the installed ``/opt/tidings/bin/tidings`` as ``tidings``."""
+    if words[0] == "runuser" and "--" in words:
+        words = words[words.index("--") + 1 :]
+    if words[:2] == ["docker", "exec"]:
+        words = words[3:]
+    if words[0].startswith(f"{INSTALLED}/"):
+        words = [Path(words[0]).name, *words[1:]]
+    return words
+
+
 def sh_commands(path: Path = DEPLOY_DOC) -> list[list[str]]:
     """Each command of the ``sh`` blocks, split into words (comments dropped)."""
     found = []
@@ -175,8 +187,6 @@ def sh_commands(path: Path = DEPLOY_DOC) -> list[list[str]]:
             words = shlex.split(line, comments=True)
             while words and "=" in words[0] and not words[0].startswith("-"):
                 words = words[1:]  # VAR=value prefixes
-            if words and words[0].startswith(f"{INSTALLED}/"):
-                words[0] = Path(words[0]).name  # the virtualenv the docs install
             if words and words[0] != "export":
                 found.append(words)
     return found

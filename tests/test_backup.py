@@ -101,6 +101,16 @@ def store(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+def test_a_stopped_store_is_left_as_it_was(store: Path, tmp_path: Path) -> None:
+    """No -wal or -shm file is left beside it (they would belong to whoever ran
+    the backup, and a server running as another user could not open the store)."""
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    done = tidings("backup", "--data-dir", str(store), "--to", str(tmp_path / "copy.db"))
+    assert done.returncode == 0, done.stderr
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before
+    assert sorted(before) == ["tidings.db"]
+
+
 def test_an_existing_file_is_never_overwritten(store: Path, tmp_path: Path) -> None:
     kept = tmp_path / "kept.db"
     kept.write_bytes(b"an older backup")

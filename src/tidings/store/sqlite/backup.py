@@ -62,9 +62,14 @@ def _copy(source: Path, partial: Path) -> tuple[int, int]:
     """One-step backup into ``partial``, checked; (schema version, users)."""
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    # Not ``mode=ro``: on a store in WAL mode whose server is stopped, a read-only
+    # connection creates the -wal and -shm files and cannot remove them, and
+    # they would stay owned by whoever ran the backup. This one reads only and,
+    # as the last connection, removes them when it closes.
+    src = sqlite3.connect(source)
     try:
         src.execute("PRAGMA busy_timeout = 5000")
+        src.execute("PRAGMA query_only = ON")
         dst = sqlite3.connect(partial)
         try:
             src.backup(dst)  # every page in one step: one snapshot, writers not blocked
