@@ -5,6 +5,7 @@ docs' ``sh`` blocks, and what a ``tidings`` command line asks of the CLI."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -94,8 +95,6 @@ def strip_run_options(args: str) -> str:
 
 def dockerignored(relative: str, path: Path = ROOT / ".dockerignore") -> bool:
     """Whether Docker leaves ``relative`` out of the build context (last match wins)."""
-    import fnmatch
-
     ignored = False
     for raw in path.read_text().splitlines():
         pattern = raw.strip()

@@ -83,6 +83,7 @@ def test_compose_runs_three_nodes_on_postgres_and_redis_behind_haproxy() -> None
         assert env["TIDINGS_DB"].startswith("postgresql://tidings:pw-for-tests@postgres:5432/")
         assert env["TIDINGS_BROKER"].startswith("redis://redis:6379/")
         assert env["TIDINGS_FORWARDED_ALLOW_IPS"] == lb_address
+        assert node["pull_policy"] == "build"  # never an image pulled by that name
         assert node["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
             "redis": {"condition": "service_healthy"},

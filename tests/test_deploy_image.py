@@ -66,10 +66,10 @@ def copy_context(build: Stage, workdir: Path) -> None:
 
 
 def image_env(values: dict[str, str], venv: Path, base: dict[str, str]) -> dict[str, str]:
+    """A stage's ENV over ``base``, with the virtualenv at ``venv`` and ``$PATH`` expanded."""
     env = dict(base)
     for key, value in values.items():
-        value = value.replace(VENV, str(venv)).replace("$PATH", env.get("PATH", ""))
-        env[key] = value.replace(f"${{{'VIRTUAL_ENV'}}}", env.get("VIRTUAL_ENV", ""))
+        env[key] = value.replace(VENV, str(venv)).replace("$PATH", env.get("PATH", ""))
     return env
 
 
