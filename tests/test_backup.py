@@ -18,31 +18,35 @@ from tests.test_cli import tidings
 USERS = [f"u{n}" for n in range(20)]
 
 
-async def publish_until(server: ServerProcess, stop: asyncio.Event) -> int:
+async def publish_until(server: ServerProcess, stop: asyncio.Event, sent: list[int]) -> None:
+    """Publish to every user, one notification after another, counting in ``sent``."""
     admin = {"Authorization": f"Bearer {server.token('backend', admin=True)}"}
-    sent = 0
     async with httpx.AsyncClient(base_url=server.url, headers=admin, timeout=10) as http:
         while not stop.is_set():
             response = await http.post(
-                "/v1/notifications", json={"userIds": USERS, "message": f"n{sent}"}
+                "/v1/notifications", json={"userIds": USERS, "message": f"n{sent[0]}"}
             )
             assert response.status_code == 201, response.text
-            sent += 1
-    return sent
+            sent[0] += 1
+
+
+async def more_than(sent: list[int], count: int) -> None:
+    while sent[0] <= count:
+        await asyncio.sleep(0.01)
 
 
 async def backup_while_publishing(server: ServerProcess, target: Path) -> tuple[int, str]:
-    stop = asyncio.Event()
-    publishing = asyncio.create_task(publish_until(server, stop))
-    await asyncio.sleep(0.5)
+    stop, sent = asyncio.Event(), [0]
+    publishing = asyncio.create_task(publish_until(server, stop, sent))
+    await asyncio.wait_for(more_than(sent, 2), 30)
     done = await asyncio.to_thread(
         tidings, "backup", "--data-dir", str(server.data_dir), "--to", str(target)
     )
-    await asyncio.sleep(0.2)  # publishes went on during and after the copy
+    await asyncio.wait_for(more_than(sent, sent[0] + 2), 30)  # publishing went on after it
     stop.set()
     await publishing
     assert done.returncode == 0, done.stderr
-    return await publishing, done.stdout.strip()
+    return sent[0], done.stdout.strip()
 
 
 async def test_a_backup_taken_while_publishing_is_whole_and_restores(tmp_path: Path) -> None:

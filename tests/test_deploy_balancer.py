@@ -22,7 +22,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -90,10 +90,10 @@ def ping(port: int) -> bool:
     return done.stdout.strip() == "PONG"
 
 
-def wait_until(ready: object, what: str, timeout: float = 15) -> None:
+def wait_until(ready: Callable[[], bool], what: str, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ready():  # type: ignore[operator]
+        if ready():
             return
         time.sleep(0.05)
     raise AssertionError(f"{what} never got ready")
@@ -331,8 +331,7 @@ async def test_nginx_as_the_docs_show_proxies_websockets_over_tls(
 async def test_handshakes_go_elsewhere_while_a_node_drains(cluster: Cluster) -> None:
     draining = cluster.nodes[0]
     draining.signal(signal.SIGTERM)  # drains for the compose file's 10 s
-    async with httpx.AsyncClient(timeout=5) as http:
-        assert (await http.get(draining.url + "/readyz")).status_code == 503
+    wait_until(lambda: httpx.get(draining.url + "/readyz").status_code == 503, "the drain")
     sockets = await asyncio.gather(*(cluster.open(f"user{n}") for n in range(6)))
     draining.signal(signal.SIGTERM)  # a second signal: stop now, closing its sockets
     assert draining.wait(15) == 0
