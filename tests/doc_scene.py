@@ -221,4 +221,4 @@ def require_program(name: str) -> None:
     import shutil
 
     if shutil.which(name) is None:
-        missing(name, "`make doc-deps` installs it")
+        missing(name, "`make test-deps` installs it")
