@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-smoke clean browser-deps
+.PHONY: run test lint bench bench-smoke clean browser-deps test-deps
 
 # What running needs: tidings and its drivers (PostgreSQL, Redis), pinned.
 $(RUN_STAMP): pyproject.toml requirements.lock
@@ -36,8 +36,19 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm not found: the JS tests skip here (and fail in CI)"; exit 0; }; \
 		cd $(JS_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed
 
+## test-deps: the Debian programs the doc and deploy tests run (command:package)
+TEST_PROGRAMS := haproxy:haproxy nginx:nginx jq:jq openssl:openssl \
+	systemd-analyze:systemd docker-compose:docker-compose
+
+test-deps:
+	@missing=""; for tool in $(TEST_PROGRAMS); do \
+		command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	test -z "$$missing" || { echo "installing$$missing (Debian)"; apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "could not install$$missing: the tests that need them skip here (and fail in CI)"
+
 ## test: lint, type-check and the whole test suite (PostgreSQL and Redis on 127.0.0.1)
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps test-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -16,6 +16,17 @@ from tidings.core.tokens import mint
 
 SECRET = "test-secret-" + "x" * 32
 
+UNLIMITED_RATES = {
+    "TIDINGS_FRAME_RATE": "0",
+    "TIDINGS_PUBLISH_RATE": "0",
+    "TIDINGS_SERVICE_PUBLISH_RATE": "0",
+    "TIDINGS_CONNECT_RATE_PER_IP": "0",
+    "TIDINGS_CONNECT_RATE": "0",
+}
+"""Most tests send and connect from one address far faster than a client may
+in production; the rate limits have tests of their own (``rate_limits=True``).
+Flags given to the server still win over these."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -28,12 +39,17 @@ class ServerProcess:
     """``tidings serve`` in a child process; the handle knows its URLs and mints tokens."""
 
     def __init__(
-        self, data_dir: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        rate_limits: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.args = list(args)
         self.port = port or free_port()
-        self.env = env or {}
+        self.env = {**({} if rate_limits else UNLIMITED_RATES), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 

@@ -8,12 +8,15 @@ workload measured something. No timing is asserted.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.services import missing
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,3 +110,23 @@ def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
     assert result["connections"] == 20 and len(result["us_per_delivery_runs"]) == 2
     assert result["us_per_delivery_best"] > 0
     assert "µs per delivery" in done.stdout
+
+
+def test_server_instruction_count_covers_the_broadcasts(tmp_path: Path) -> None:
+    if shutil.which("valgrind") is None:
+        missing("valgrind", "bench/server_instructions.py runs the server under callgrind")
+    out = tmp_path / "server_instructions.json"
+    sizes = ["--connections", "3", "--broadcasts", "2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.server_instructions", *sizes, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["connections"] == 3 and result["broadcasts"] == 2
+    # The script fails when a delivery is missing; the dump must hold the window's count.
+    assert result["instructions"] > 0

@@ -127,6 +127,16 @@ async def test_auth_and_validation_errors_are_json_and_store_nothing(
             headers={**admin_headers(server), "content-type": "application/json"},
         )
         assert bad_json.status_code == 400
+        form = await http.post(  # what curl -d sends without -H "Content-Type: ..."
+            "/v1/notifications",
+            content=b'{"userId": "bob", "message": "x"}',
+            headers={**admin_headers(server), "content-type": "application/x-www-form-urlencoded"},
+        )
+        assert form.status_code == 400, form.text
+        assert form.json()["error"]["message"] == (
+            "the body must be JSON, sent with Content-Type: application/json,"
+            " not 'application/x-www-form-urlencoded'"
+        )
         missing = await http.get("/v1/nothing-here")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     for user in ("bob", "b", "c"):

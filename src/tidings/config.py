@@ -82,8 +82,24 @@ class Settings:
     """Seconds between SIGTERM and closing sockets with 1012."""
     send_buffer_limit: int = 4 * 1024 * 1024
     """Bytes queued for one slow client before it is disconnected (1008)."""
-    max_connections_per_user: int = 0
-    """0 for no limit; past it handshakes get 429."""
+    max_connections_per_user: int = 100
+    """Open connections one user may have on a node; the next handshake gets 429
+    (the newest is refused, the open ones are kept). 0: no limit."""
+    frame_rate: float = 100.0
+    """Client frames a second per connection (burst: twice that); past it a frame
+    is answered with a ``rate_limited`` error, and a client that keeps on is
+    closed with 4429. 0: no limit."""
+    publish_rate: float = 20.0
+    """Notifications a second one user token may send (burst: twice that). 0: no limit."""
+    service_publish_rate: float = 10_000.0
+    """Publishes a second one admin (service) token may make, HTTP and WebSocket
+    together (burst: twice that). 0: no limit."""
+    connect_rate_per_ip: float = 50.0
+    """New WebSocket connections a second from one client address (burst: twice
+    that); past it handshakes get 429 with Retry-After. 0: no limit."""
+    connect_rate: float = 2_000.0
+    """New WebSocket connections a second on this node, from anyone (burst: twice
+    that): a fleet reconnecting at once is spread out. 0: no limit."""
     max_header_bytes: int = 64 * 1024
     """A request head (request line and header fields) over this gets 431."""
     max_headers: int = 100

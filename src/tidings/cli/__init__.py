@@ -7,6 +7,7 @@ import sys
 import click
 
 from tidings import __version__
+from tidings.cli.backup import backup
 from tidings.cli.bench import bench
 from tidings.cli.client import listen, revoke, send
 from tidings.cli.config import config
@@ -21,7 +22,7 @@ def cli() -> None:
     """tidings: self-hosted real-time notifications."""
 
 
-for command in (serve, config, token, migrate, listen, send, revoke, bench):
+for command in (serve, config, token, migrate, backup, listen, send, revoke, bench):
     cli.add_command(command)
 
 

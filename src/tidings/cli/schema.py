@@ -83,6 +83,11 @@ def _seconds(low: float) -> click.FloatRange:
     return click.FloatRange(low)
 
 
+def _rate() -> click.FloatRange:
+    """Events a second; 0 turns the limit off."""
+    return click.FloatRange(0)
+
+
 SERVE: tuple[Setting, ...] = (
     Setting("host", "Address to listen on.", "127.0.0.1"),
     Setting("port", "0: any free port.", 8000, _ints(0, 65535)),
@@ -183,7 +188,43 @@ SERVE: tuple[Setting, ...] = (
         4 * 1024 * 1024,
         _ints(1024),
     ),
-    Setting("max-connections-per-user", "0: unlimited; past it handshakes get 429.", 0, _ints(0)),
+    Setting(
+        "max-connections-per-user",
+        "Open connections per user on a node; the newest past it gets 429 (0: unlimited).",
+        100,
+        _ints(0),
+    ),
+    Setting(
+        "frame-rate",
+        "Client frames/s per connection (burst 2x); then rate_limited errors, "
+        "then close 4429 (0: off).",
+        100.0,
+        _rate(),
+    ),
+    Setting(
+        "publish-rate",
+        "Notifications/s one user token may send (burst 2x); then rate_limited (0: off).",
+        20.0,
+        _rate(),
+    ),
+    Setting(
+        "service-publish-rate",
+        "Publishes/s one admin token may make, HTTP and WebSocket (burst 2x; 0: off).",
+        10_000.0,
+        _rate(),
+    ),
+    Setting(
+        "connect-rate-per-ip",
+        "New connections/s from one client address (burst 2x); then 429 (0: off).",
+        50.0,
+        _rate(),
+    ),
+    Setting(
+        "connect-rate",
+        "New connections/s on this node from anyone (burst 2x); then 429 (0: off).",
+        2_000.0,
+        _rate(),
+    ),
     Setting("max-header-bytes", "A larger request head gets 431.", 64 * 1024, _ints(1024)),
     Setting("max-headers", "More header fields get 431.", 100, _ints(1)),
     Setting(

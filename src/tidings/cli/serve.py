@@ -11,7 +11,7 @@ import click
 
 from tidings import logs
 from tidings.aws.options import gateway_settings
-from tidings.cli.common import data_dir_option, env, run
+from tidings.cli.common import data_dir_option, db_option, run
 from tidings.cli.config_file import config_option
 from tidings.cli.schema import SERVE, serve_options
 from tidings.config import Settings
@@ -79,7 +79,7 @@ def serve(**options: Any) -> None:
 
 @click.command()
 @data_dir_option
-@click.option("--db", help="Store URL (default: the SQLite file in the data dir).", **env("DB"))
+@db_option
 @click.option(
     "--status",
     is_flag=True,

@@ -7,11 +7,14 @@ TidingsError
  ├── AuthError            no, bad or expired token (HTTP 401)
  ├── Forbidden            authenticated, but not allowed (HTTP 403)
  ├── IdempotencyConflict  a reused idempotency key with a different request (HTTP 409)
+ ├── RateLimited          over a rate limit; try again after ``retry_after`` s (HTTP 429)
  ├── Unavailable          the store or the broker cannot be reached (HTTP 503)
  └── ConfigError          a setting that cannot work; reported in one line at start-up
 """
 
 from __future__ import annotations
+
+import math
 
 
 class TidingsError(Exception):
@@ -56,6 +59,20 @@ class Forbidden(TidingsError):
 class IdempotencyConflict(TidingsError):
     code = "idempotency_conflict"
     status = 409
+
+
+class RateLimited(TidingsError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(f"{message}; retry after {retry_after:.3g} s")
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str:
+        """``Retry-After`` in whole seconds, rounded up (RFC 9110 allows no fraction)."""
+        return str(max(1, math.ceil(self.retry_after)))
 
 
 class Unavailable(TidingsError):

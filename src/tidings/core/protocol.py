@@ -79,6 +79,21 @@ MARK_ACTIONS = {
 }
 
 
+def request_id_of(raw: str | bytes | bytearray | memoryview) -> str | int | None:
+    """The ``requestId`` of a client message that will not be acted on, if it
+    has a valid one, so that its refusal can still be matched to the request."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = body.get("requestId") if isinstance(body, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+        return None
+    if isinstance(request_id, str) and len(request_id) > DEFAULT_LIMITS.max_key_chars:
+        return None
+    return request_id
+
+
 def parse_client_frame(raw: str | bytes, limits: Limits = DEFAULT_LIMITS) -> ClientAction:
     """Turn one client message into an action, or raise a ``ProtocolError``."""
     try:

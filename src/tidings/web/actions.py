@@ -16,13 +16,15 @@ from tidings.core.protocol import (
 )
 from tidings.core.tokens import Identity
 from tidings.node import Node
+from tidings.web.throttle import Throttle
 
 Action = SendNotification | MarkAction | SubscribeAction
 
 
-async def carry_out(node: Node, who: Identity, action: Action) -> bytes:
+async def carry_out(node: Node, throttle: Throttle, who: Identity, action: Action) -> bytes:
     """Do ``action`` as ``who``; the encoded reply frame."""
     if isinstance(action, SendNotification):
+        throttle.publish(who)
         result = await node.send(who, action)
         return ack_frame(action.request_id, result.id, result.seqs[0][1])
     if isinstance(action, SubscribeAction):

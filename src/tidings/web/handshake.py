@@ -26,7 +26,7 @@ from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
 from websockets.utils import accept_key
 
 from tidings.config import Settings
-from tidings.core.errors import AuthError, BadRequest
+from tidings.core.errors import AuthError, BadRequest, RateLimited
 from tidings.core.forwarded import TrustedProxies
 from tidings.core.inbox import check_topic
 from tidings.core.keys import Keys
@@ -37,10 +37,12 @@ MAX_TOPIC_POSITIONS = 100
 
 
 class HandshakeRefused(Exception):
-    def __init__(self, status: int, text: str) -> None:
+    def __init__(self, status: int, text: str, *, retry_after: str | None = None) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
+        self.retry_after = retry_after
+        """The ``Retry-After`` header's value, for a 429."""
 
 
 class KeyNotFetched(HandshakeRefused):
@@ -77,11 +79,14 @@ def admit(
     draining: bool,
     connections_of: Callable[[str], int],
     also_serves: Callable[[str], bool] | None = None,
+    throttle: Callable[[str], None] | None = None,
 ) -> Admission:
     """Admit or refuse one stream; ``headers`` answer lower-case names.
 
     ``connections_of(user)`` counts the user's open connections on this node;
-    ``also_serves(path)`` accepts paths beyond ``/ws`` (API Gateway stages).
+    ``also_serves(path)`` accepts paths beyond ``/ws`` (API Gateway stages);
+    ``throttle(client_ip)`` raises ``RateLimited`` past the connection rates,
+    checked before the token, so that guessing tokens is rate limited too.
     """
     url = urlsplit(path)
     if url.path.rstrip("/") != WS_PATH and not (also_serves and also_serves(url.path)):
@@ -92,6 +97,11 @@ def admit(
     source_ip = proxies.client(
         peer_ip, ", ".join(forwarded) if forwarded else headers.get("x-forwarded-for")
     )
+    if throttle is not None:
+        try:
+            throttle(source_ip)
+        except RateLimited as exc:
+            raise HandshakeRefused(429, exc.message, retry_after=exc.retry_after_header) from None
     origin = _one_header(headers, "origin")
     allowed = settings.allowed_origins
     if allowed and origin is not None and origin not in allowed and "*" not in allowed:

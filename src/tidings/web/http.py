@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
-from tidings.core.errors import BadRequest, TidingsError, Unavailable
+from tidings.core.errors import BadRequest, RateLimited, TidingsError, Unavailable
 from tidings.core.models import iso_ms
 from tidings.core.tokens import Identity
 from tidings.web.deps import admin
@@ -119,11 +119,21 @@ def build_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(TidingsError)
     async def on_tidings_error(request: Request, exc: TidingsError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = exc.retry_after_header
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if tuple(first.get("loc", ())) == ("body",) and isinstance(first.get("input"), bytes):
+            # FastAPI reads a body as JSON only when its Content-Type says JSON (or is absent)
+            sent = request.headers.get("content-type", "")
+            message = (
+                f"the body must be JSON, sent with Content-Type: application/json, not {sent!r}"
+            )
+            return error_response(400, "bad_request", message)
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "")
         return error_response(400, "bad_request", message or "invalid request")
@@ -148,6 +158,11 @@ def _routes(runtime: Runtime) -> APIRouter:
         response_model=PublishResponse,
         responses={
             409: {"model": ErrorResponse, "description": "idempotency key reused"},
+            429: {
+                "model": ErrorResponse,
+                "description": "over this admin token's publish rate; nothing stored;"
+                " retry after the Retry-After header's seconds",
+            },
             503: {
                 "model": ErrorResponse,
                 "description": "store unavailable; nothing stored, unless the message says"
@@ -168,6 +183,7 @@ def _routes(runtime: Runtime) -> APIRouter:
         to their connections on every node, and answers after the commit."""
         if sum(x is not None for x in (body.userId, body.userIds, body.topic)) != 1:
             raise BadRequest("give exactly one of userId, userIds and topic")
+        runtime.throttle.publish(who)
         recipients = [body.userId] if body.userId is not None else list(body.userIds or [])
         result = await runtime.node.publish(
             recipients,

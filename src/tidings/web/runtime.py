@@ -12,6 +12,7 @@ from tidings.hooks import GatewayHooks
 from tidings.node import Node
 from tidings.web.expiry import TokenClock
 from tidings.web.outbox import Outbox
+from tidings.web.throttle import Throttle
 
 
 @dataclass(slots=True)
@@ -26,11 +27,14 @@ class Runtime:
     """Connections with frames to write at the end of this loop iteration."""
     proxies: TrustedProxies = field(init=False)
     """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
+    throttle: Throttle = field(init=False)
+    """The connection, publish and frame rates (``settings``), shared by the transports."""
     clock: TokenClock = field(init=False)
     """Every open connection's token countdown."""
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
+        self.throttle = Throttle(self.settings)
         self.clock = TokenClock(notice=self.settings.token_expiry_notice)
 
     @property

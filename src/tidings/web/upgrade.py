@@ -41,6 +41,7 @@ class Handshaking:
     source_ip: str
     ws: ServerProtocol | None
     transport: asyncio.Transport | None
+    _rate_counted: bool
 
     if TYPE_CHECKING:  # declared only: the connection defines them
 
@@ -78,7 +79,7 @@ class Handshaking:
             return False  # the other path waits for the keys
         except HandshakeRefused as refusal:
             self.ws = self._protocol(State.CONNECTING)
-            self._refuse(refusal.status, refusal.text)
+            self._refuse(refusal.status, refusal.text, refusal.retry_after)
             return True
         assert self.transport is not None
         self.ws = self._protocol(State.OPEN)
@@ -98,7 +99,7 @@ class Handshaking:
                 self._after_keys(request, refusal.kid)
             return
         except HandshakeRefused as refusal:
-            self._refuse(refusal.status, refusal.text)
+            self._refuse(refusal.status, refusal.text, refusal.retry_after)
             return
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active:
@@ -130,7 +131,7 @@ class Handshaking:
 
         self.runtime.track(asyncio.get_running_loop().create_task(fetch_then_admit()))
 
-    def _refuse(self, status: int, text: str) -> None:
+    def _refuse(self, status: int, text: str, retry_after: str | None = None) -> None:
         log.info(
             "handshake refused",
             extra={"conn": self.id, "status": status, "reason": text, "peer": self.peer},
@@ -140,6 +141,8 @@ class Handshaking:
         response = ws.reject(status, text + "\n")
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="tidings"'
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
         ws.send_response(response)
         self._flush()
 
@@ -171,6 +174,14 @@ class Handshaking:
             draining=self.node.draining,
             connections_of=lambda user: len(self.node.hub.of_user(user)),
             also_serves=gateway.serves_websocket if gateway is not None else None,
+            throttle=self._throttle,
         )
         self.source_ip = admission.source_ip
         return admission
+
+    def _throttle(self, client_ip: str) -> None:
+        """Count this connection against the connection rates once, however many
+        times it is admitted (again after a fetch of the provider's keys)."""
+        if not self._rate_counted:
+            self._rate_counted = True
+            self.runtime.throttle.connect(client_ip)

@@ -23,13 +23,13 @@ import logging
 import time
 from typing import Any, cast
 
-from websockets.frames import CloseCode, Frame
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tidings.core.cursor import StreamCursor
-from tidings.core.errors import ProtocolError, TidingsError
+from tidings.core.errors import ProtocolError, RateLimited, TidingsError
 from tidings.core.frames import PING, text_frame
 from tidings.core.protocol import (
     Ping,
@@ -38,6 +38,7 @@ from tidings.core.protocol import (
     error_frame_for,
     parse_client_frame,
     pong_frame,
+    request_id_of,
 )
 from tidings.core.tokens import Identity
 from tidings.web.actions import Action, carry_out
@@ -46,6 +47,7 @@ from tidings.web.closing import Closing
 from tidings.web.fragments import Reassembly, TooManyFragments
 from tidings.web.handshake import Admission
 from tidings.web.runtime import Runtime
+from tidings.web.throttle import RATE_LIMIT_CLOSE
 from tidings.web.upgrade import Handshaking
 
 log = logging.getLogger("tidings.ws")
@@ -71,10 +73,12 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         "_close_timer",
         "_due",
         "_fragments",
+        "_frame_allowance",
         "_held",
         "_holding",
         "_inflight",
         "_pending",
+        "_rate_counted",
         "_reading",
         "_unparsed",
         "_unparsed_at",
@@ -119,6 +123,8 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.id = self.node.new_connection_id()
         self.user_id = ""
         self.identity: Identity | None = None
+        self._rate_counted = False
+        """The connection rates counted this connection (``Handshaking._throttle``)."""
         self.token_bucket: int | None = None
         """Where the token clock keeps this connection (``web/expiry.py``)."""
         self.cursor: StreamCursor
@@ -136,6 +142,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.source_ip = ""
         self.user_agent = ""
         self._fragments = Reassembly(runtime.settings.max_fragments)
+        self._frame_allowance = runtime.throttle.frames()
         self._unparsed: bytes | None = None
         self._unparsed_at = 0
         """The rest of a read, from ``_unparsed_at``, left for the next loop iteration."""
@@ -289,6 +296,8 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _on_frame(self, frame: Frame) -> None:
         if self.closing:
             return
+        if frame.opcode is Opcode.PING and self._over_frame_rate(None):
+            return
         try:
             message = self._fragments.add(frame)
         except TooManyFragments:
@@ -313,6 +322,8 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
             return
+        if self._over_frame_rate(data):
+            return
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active and gateway.route_message(self, bytes(data)):
             return
@@ -333,11 +344,36 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.hold_reading("inflight")
         self.runtime.track(self.loop.create_task(self._act(action)))
 
+    def _over_frame_rate(self, message: bytes | bytearray | memoryview | None) -> bool:
+        """Whether this client message (or ping) comes too soon after the others.
+
+        A refused message is answered with a ``rate_limited`` error frame (with
+        its ``requestId``, so a client waiting for the answer gets one); after
+        ``STRIKES`` of them the client is closed with ``RATE_LIMIT_CLOSE``.
+        """
+        allowance = self._frame_allowance
+        if allowance is None:
+            return False
+        now = self.loop.time()
+        wait = allowance.take(now)
+        if not wait:
+            return False
+        if allowance.strike(now):
+            log.warning(
+                "rate limit: client closed",
+                extra={"conn": self.id, "user": self.user_id, "code": RATE_LIMIT_CLOSE},
+            )
+            self.close(RATE_LIMIT_CLOSE, "rate limit: too many frames; reconnect later")
+        elif message is not None:
+            error = RateLimited("too many frames on this connection", retry_after=wait)
+            self.send(error_frame(error.code, error.message, request_id_of(message)))
+        return True
+
     async def _act(self, action: Action) -> None:
         """Carry out one action that awaits the store; answer with an ack or an error."""
         assert self.identity is not None
         try:
-            reply = await carry_out(self.node, self.identity, action)
+            reply = await carry_out(self.node, self.runtime.throttle, self.identity, action)
         except TidingsError as exc:
             self.send(error_frame(exc.code, exc.message, action.request_id))
         except Exception:
