@@ -81,7 +81,6 @@ class Conn:
         self.user_id = f"u{n}"
         self.open = True
         self.identity = Identity(self.user_id, expires_at=expires_at)
-        self.token_bucket: int | None = None
 
     def send(self, payload: bytes) -> None: ...
 
@@ -89,7 +88,7 @@ class Conn:
 
 
 async def clock_costs(count: int = 100_000) -> dict[str, float]:
-    clock = TokenClock(notice=60)
+    clock = TokenClock(notice=60, keys=Keys.of(SECRET), spawn=lambda task: None)
     now = int(time.time())
     conns = [Conn(n, now + 3600 + n % 86_400) for n in range(count)]
     start = time.perf_counter()

@@ -15,6 +15,7 @@ import heapq
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from tidings.core.errors import Forbidden, TidingsError
@@ -35,8 +36,6 @@ class Expiring(Protocol):
     user_id: str
     open: bool
     identity: Identity | None
-    token_bucket: int | None
-    """The second of the bucket it waits in; None: in none."""
 
     def send(self, payload: bytes) -> None: ...
 
@@ -44,16 +43,23 @@ class Expiring(Protocol):
 
 
 class TokenClock:
-    def __init__(self, *, notice: float) -> None:
+    def __init__(
+        self, *, notice: float, keys: Keys, spawn: Callable[[asyncio.Task[None]], None]
+    ) -> None:
         self.notice = notice
+        self.keys = keys
+        self._spawn = spawn
+        """Keeps a task alive until it ends (``Runtime.track``)."""
         self._buckets: dict[int, set[Expiring]] = {}
+        self._where: dict[Expiring, int] = {}
+        """The second of the bucket each connection waits in."""
         self._seconds: list[int] = []
         """Heap of the buckets' seconds (one entry per bucket)."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
     def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets.values())
+        return len(self._where)
 
     def watch(self, conn: Expiring) -> None:
         """Start (or restart, after a refresh) the countdown of ``conn``'s token."""
@@ -67,18 +73,21 @@ class TokenClock:
 
     def forget(self, conn: Expiring) -> None:
         """The connection closed: drop it from its bucket."""
-        second = conn.token_bucket
+        second = self._where.pop(conn, None)
         if second is not None:
-            conn.token_bucket = None
             bucket = self._buckets.get(second)
             if bucket is not None:
                 bucket.discard(conn)
 
-    async def refresh(self, conn: Expiring, keys: Keys, action: RefreshToken) -> None:
-        """Take a new token over the open connection, checked as at the handshake;
-        an error frame (and the old token's countdown) when it is refused."""
+    def refresh(self, conn: Expiring, action: RefreshToken) -> None:
+        """Take a new token over the open connection (checked in a task)."""
+        self._spawn(asyncio.get_running_loop().create_task(self._refresh(conn, action)))
+
+    async def _refresh(self, conn: Expiring, action: RefreshToken) -> None:
+        """Check the new token as at the handshake; an error frame (and the old
+        token's countdown) when it is refused."""
         try:
-            identity = await verify_fresh(keys, action.token)
+            identity = await verify_fresh(self.keys, action.token)
             if identity.user_id != conn.user_id:
                 raise Forbidden("the new token is for another user than the connection's")
         except TidingsError as exc:
@@ -97,7 +106,7 @@ class TokenClock:
             bucket = self._buckets[second] = set()
             heapq.heappush(self._seconds, second)
         bucket.add(conn)
-        conn.token_bucket = second
+        self._where[conn] = second
         if second < self._timer_at:
             self._arm(second)
 
@@ -114,7 +123,7 @@ class TokenClock:
         seconds = self._seconds
         while seconds and seconds[0] <= now:
             for conn in self._buckets.pop(heapq.heappop(seconds), ()):
-                conn.token_bucket = None
+                del self._where[conn]
                 if conn.open and conn.identity is not None:
                     self._due(conn, conn.identity.expires_at, now)
         if seconds:

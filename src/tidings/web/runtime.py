@@ -35,7 +35,9 @@ class Runtime:
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
         self.throttle = Throttle(self.settings)
-        self.clock = TokenClock(notice=self.settings.token_expiry_notice)
+        self.clock = TokenClock(
+            notice=self.settings.token_expiry_notice, keys=self.keys, spawn=self.track
+        )
 
     @property
     def secret(self) -> str:

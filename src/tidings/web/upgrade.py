@@ -41,7 +41,6 @@ class Handshaking:
     source_ip: str
     ws: ServerProtocol | None
     transport: asyncio.Transport | None
-    _rate_counted: bool
 
     if TYPE_CHECKING:  # declared only: the connection defines them
 
@@ -75,8 +74,12 @@ class Handshaking:
         path, headers = request
         try:
             admission = self._admit(path, headers)
-        except KeyNotFetched:
-            return False  # the other path waits for the keys
+        except KeyNotFetched as refusal:
+            self.ws = self._protocol(State.CONNECTING)
+            self.ws.receive_data(data)  # the request, parsed there, waits with the keys
+            parsed = [event for event in self.ws.events_received() if isinstance(event, Request)]
+            self._after_keys(parsed[0], refusal.kid)
+            return True
         except HandshakeRefused as refusal:
             self.ws = self._protocol(State.CONNECTING)
             self._refuse(refusal.status, refusal.text, refusal.retry_after)
@@ -91,7 +94,7 @@ class Handshaking:
 
     def _handshake(self, request: Request, *, refetched: bool = False) -> None:
         try:
-            admission = self._admit(request.path, request.headers)
+            admission = self._admit(request.path, request.headers, again=refetched)
         except KeyNotFetched as refusal:
             if refetched:
                 self._refuse(refusal.status, refusal.text)
@@ -162,7 +165,9 @@ class Handshaking:
         self._open(admission, request.headers.get("User-Agent", ""))
         return True
 
-    def _admit(self, path: str, headers: Mapping[str, str]) -> Admission:
+    def _admit(self, path: str, headers: Mapping[str, str], *, again: bool = False) -> Admission:
+        """``again``: admitted once already (it waited for keys), so the
+        connection rates counted it already."""
         gateway = self.runtime.gateway
         admission = handshake.admit(
             path,
@@ -174,14 +179,7 @@ class Handshaking:
             draining=self.node.draining,
             connections_of=lambda user: len(self.node.hub.of_user(user)),
             also_serves=gateway.serves_websocket if gateway is not None else None,
-            throttle=self._throttle,
+            throttle=None if again else self.runtime.throttle.connect,
         )
         self.source_ip = admission.source_ip
         return admission
-
-    def _throttle(self, client_ip: str) -> None:
-        """Count this connection against the connection rates once, however many
-        times it is admitted (again after a fetch of the provider's keys)."""
-        if not self._rate_counted:
-            self._rate_counted = True
-            self.runtime.throttle.connect(client_ip)

@@ -78,7 +78,6 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         "_holding",
         "_inflight",
         "_pending",
-        "_rate_counted",
         "_reading",
         "_unparsed",
         "_unparsed_at",
@@ -97,7 +96,6 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         "runtime",
         "server_state",
         "source_ip",
-        "token_bucket",
         "topics",
         "transport",
         "user_agent",
@@ -123,10 +121,6 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.id = self.node.new_connection_id()
         self.user_id = ""
         self.identity: Identity | None = None
-        self._rate_counted = False
-        """The connection rates counted this connection (``Handshaking._throttle``)."""
-        self.token_bucket: int | None = None
-        """Where the token clock keeps this connection (``web/expiry.py``)."""
         self.cursor: StreamCursor
         self.topics: dict[str, StreamCursor] = {}
         """Both set by catch-up when the connection joins the node."""
@@ -336,8 +330,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.send(pong_frame(action.request_id))
             return
         if isinstance(action, RefreshToken):
-            refresh = self.runtime.clock.refresh(self, self.runtime.keys, action)
-            self.runtime.track(self.loop.create_task(refresh))
+            self.runtime.clock.refresh(self, action)
             return
         self._inflight += 1
         if self._inflight >= MAX_INFLIGHT:
