@@ -153,11 +153,40 @@ def listen(scene: Scene, script: str) -> tuple[str, Background]:
     return user, listener
 
 
+HOST_PROGRAMS = frozenset(
+    ("docker", "systemctl", "useradd", "install", "runuser", "pg_dump", "pg_restore")
+)
+"""Programs of a procedure on the reader's host (an image, a service unit, users,
+a production database): such a block is checked, not run, since running it would
+change this machine or needs a Docker engine. tests/test_deploy_*.py run what
+those blocks build (the Dockerfile's steps, the unit, the balancer) for real."""
+_REPO_PATH = re.compile(
+    r"(?<![\w/.-])((?:deploy|docs|clients)/[\w./-]+|Dockerfile|requirements\.lock)"
+)
+
+
+def check_host_procedure(shown: list[str]) -> None:
+    """Every program a host procedure runs exists here, and every project file it
+    names is in the repository (``deploy/.env`` excepted: the procedure makes it)."""
+    for command in shown:
+        program = command.split()[0]
+        found = subprocess.run(["bash", "-c", 'type -t "$1"', "_", program], capture_output=True)
+        assert found.returncode == 0 or program.startswith("/opt/"), (
+            f"{command!r} runs {program!r}, which does not exist"
+        )
+        for path in _REPO_PATH.findall(command):
+            if path != "deploy/.env":
+                assert (ROOT / path).exists(), f"{command!r} names {path}, not in the repository"
+
+
 def run_sh(scene: Scene, block: Block) -> None:
     exports: list[str] = []
     listeners: list[tuple[str, Background]] = []
     try:
         shown = commands(block.text, prompted=block.info == "console")
+        if any(command.split()[0] in HOST_PROGRAMS for command in shown):
+            check_host_procedure(shown)
+            return
         for command in map(scene.fill, shown):
             script = "\n".join([*exports, command])
             if command.startswith("export "):
@@ -340,10 +369,27 @@ def run_nginx(scene: Scene, block: Block) -> None:
 
 
 def run_haproxy(scene: Scene, block: Block) -> None:
+    """A whole configuration is checked as it is; a block of sections alone (no
+    ``defaults``: "this frontend replaces the one above") in place of the same
+    sections of the doc's configuration before it."""
     require_program("haproxy")
+    sections = _haproxy_sections(scene.fill(block.text))
+    if "defaults" not in sections and scene.haproxy:
+        sections = {**scene.haproxy, **sections}
+    else:
+        scene.haproxy = sections
     conf = scene.tmp / f"haproxy-{block.line}.cfg"
-    conf.write_text(scene.fill(block.text))
+    conf.write_text("".join(sections.values()))
     check(["haproxy", "-c", "-q", "-f", str(conf)], block)
+
+
+def _haproxy_sections(text: str) -> dict[str, str]:
+    """Sections by their header line (``frontend notify``), each with its body."""
+    sections: dict[str, str] = {}
+    for part in re.split(r"(?m)^(?=\S)", text):
+        if part.strip():
+            sections[part.splitlines()[0].strip()] = part if part.endswith("\n") else part + "\n"
+    return sections
 
 
 def check(argv: list[str], block: Block) -> None:

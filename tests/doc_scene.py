@@ -60,9 +60,8 @@ PLACEHOLDERS: dict[str, Callable[[Scene], str]] = {
     "--duration 30": lambda s: "--duration 1",
     "--rate 500": lambda s: "--rate 500 --connections 4 --duration 1",
     # certificates
-    "# ssl_certificate ...;": lambda s: (
-        f"ssl_certificate {s.certificate[0]}; ssl_certificate_key {s.certificate[1]};"
-    ),
+    "/etc/nginx/tls/notify.example.com.fullchain.pem": lambda s: s.certificate[0],
+    "/etc/nginx/tls/notify.example.com.key": lambda s: s.certificate[1],
     "/etc/haproxy/notify.pem": lambda s: s.certificate[2],
 }
 
@@ -100,6 +99,8 @@ class Scene:
             (self.cwd / name).write_text(content + "\n")
         self.cleanups: list[Callable[[], None]] = []
         self.stack = contextlib.ExitStack()
+        self.haproxy: dict[str, str] = {}
+        """The sections of the doc's last whole HAProxy configuration."""
 
     @functools.cached_property
     def server(self) -> ServerProcess:
