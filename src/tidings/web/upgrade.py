@@ -61,9 +61,10 @@ class Handshaking:
         """Answer a plain upgrade request here; False: leave it to ``ServerProtocol``.
 
         Same checks and same response as python-websockets (no extension is
-        ever negotiated; the subprotocol is admission's), without parsing the request a second
-        time in Python, building response objects or formatting the date for
-        each client. A refused handshake is answered as on the other path.
+        ever negotiated; the subprotocol is admission's), without parsing the
+        request a second time in Python, building response objects or
+        formatting the date for each client. A refused handshake is answered
+        as on the other path; one that waits for keys is parsed there.
         """
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active:
