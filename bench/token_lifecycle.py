@@ -111,7 +111,13 @@ async def revocation_delay(connections: int, rounds: int) -> dict[str, object]:
     db, broker = with_query(pg, f"schema={schema}"), with_query(redis, f"prefix={schema}")
     base = Path(tempfile.mkdtemp(prefix="tidings-bench-rv-"))
     nodes = [
-        ServerProcess(base / f"n{i}", "--db", db, "--broker", broker, "--node-ttl", "1.5")
+        ServerProcess(
+            base / f"n{i}",
+            *("--db", db, "--broker", broker, "--node-ttl", "1.5"),
+            # One user's many connections from one address, opened at once.
+            *("--max-connections-per-user", "0", "--connect-rate-per-ip", "0"),
+            *("--connect-rate", "0"),
+        )
         for i in range(2)
     ]
     delays: list[float] = []
