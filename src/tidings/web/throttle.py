@@ -29,18 +29,14 @@ STRIKES = Rate(1.0, burst_of=10.0)
 """Refused frames a connection may have before it is closed, earned back one a second."""
 
 
-class FrameAllowance:
-    """One connection's frame rate and its strikes."""
+class FrameAllowance(Bucket):
+    """One connection's frame rate (``take``, as any bucket) and its strikes."""
 
-    __slots__ = ("_frames", "_strikes")
+    __slots__ = ("_strikes",)
 
     def __init__(self, rate: Rate, now: float) -> None:
-        self._frames = Bucket(rate, now)
+        super().__init__(rate, now)
         self._strikes = Bucket(STRIKES, now)
-
-    def take(self, now: float) -> float:
-        """0.0 if a frame may be handled now, else the seconds until one may."""
-        return self._frames.take(now)
 
     def strike(self, now: float) -> bool:
         """Count a refused frame; True once the client has used up its strikes."""

@@ -287,7 +287,12 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _on_frame(self, frame: Frame) -> None:
         if self.closing:
             return
-        if frame.opcode is Opcode.PING and self._over_frame_rate(None):
+        allowance = self._frame_allowance
+        if (
+            frame.opcode is Opcode.PING
+            and allowance is not None
+            and self._over_frame_rate(allowance.take(self.loop.time()), None)
+        ):
             return
         try:
             message = self._fragments.add(frame)
@@ -313,7 +318,8 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
             return
-        if self._over_frame_rate(data):
+        allowance = self._frame_allowance
+        if allowance is not None and self._over_frame_rate(allowance.take(self.loop.time()), data):
             return
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active and gateway.route_message(self, bytes(data)):
@@ -331,21 +337,18 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.hold_reading("inflight")
         self.runtime.track(self.loop.create_task(self._act(action)))
 
-    def _over_frame_rate(self, message: bytes | bytearray | memoryview | None) -> bool:
-        """Whether this client message (or ping) comes too soon after the others.
-
-        A refused message is answered with a ``rate_limited`` error frame (with
-        its ``requestId``, so a client waiting for the answer gets one); after
+    def _over_frame_rate(self, wait: float, message: bytes | bytearray | memoryview | None) -> bool:
+        """Whether a client message (or ping) that must ``wait`` is refused: each
+        one is answered with a ``rate_limited`` error frame (with its
+        ``requestId``, so a client waiting for the answer gets one); after
         ``STRIKES`` of them the client is closed with ``RATE_LIMIT_CLOSE``.
-        """
-        allowance = self._frame_allowance
-        if allowance is None:
-            return False
-        now = self.loop.time()
-        wait = allowance.take(now)
+        The caller took the frame from the allowance, so that a frame in time
+        costs one call."""
         if not wait:
             return False
-        if allowance.strike(now):
+        allowance = self._frame_allowance
+        assert allowance is not None
+        if allowance.strike(self.loop.time()):
             log.warning(
                 "rate limit: client closed",
                 extra={"conn": self.id, "user": self.user_id, "code": RATE_LIMIT_CLOSE},
