@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -28,6 +28,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from tests.ledger import Ledger
 from tests.server import SECRET, ServerProcess, free_port
 from tests.services import require_postgres, require_redis
 from tests.test_broker_contract import RedisServer
@@ -131,11 +132,23 @@ def admin_headers() -> dict[str, str]:
 # -- clients ------------------------------------------------------------------
 
 
+class Pool(Protocol):
+    live: list[ServerProcess]
+    """The nodes a client may reconnect to."""
+
+
+class OneNode:
+    """A single server as the pool: clients reconnect to it."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.live = [server]
+
+
 class Client:
     """One connection of one user, following the protocol's rules."""
 
     def __init__(
-        self, user: str, nodes: Nodes, first: ServerProcess, *, live_only: bool = False
+        self, user: str, nodes: Pool, first: ServerProcess, *, live_only: bool = False
     ) -> None:
         self.user = user
         self.live_only = live_only
@@ -145,6 +158,8 @@ class Client:
         self.token = mint(SECRET, user, ttl_seconds=3600)
         self.seqs: list[int] = []
         self.messages: list[str] = []
+        self.frames: list[tuple[int, str]] = []
+        """``(seq, message)`` of every notification frame, duplicates included."""
         self.errors: list[str] = []
         self.closes: list[int] = []
         self.connects = 0
@@ -206,6 +221,7 @@ class Client:
         kind = frame.get("type")
         if kind == "notification":
             seq = frame["seq"]
+            self.frames.append((seq, frame["message"]))
             if seq != self.last + 1:
                 what = "duplicate" if seq <= self.last else "gap"
                 self.errors.append(f"{what}: seq {seq} after {self.last}")
@@ -393,6 +409,14 @@ async def wait_complete(clients: list[Client], plan: Plan, timeout: float = 30) 
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.3)
+    ledger = Ledger()
+    for user, messages in plan.expected.items():
+        for message in messages:
+            ledger.ack(message, [user])
+    for i, c in enumerate(clients):
+        ledger.follow(f"{c.user}/{i}", c.user, c.frames)
+    counts = ledger.count()
+    print(f"\n{counts}")
     problems = []
     for c in clients:
         expected = plan.expected[c.user]
@@ -402,7 +426,8 @@ async def wait_complete(clients: list[Client], plan: Plan, timeout: float = 30) 
             problems.append(f"{c.user}: got {len(c.seqs)} of {len(expected)}, last {c.last}")
         elif sorted(c.messages) != sorted(expected):
             problems.append(f"{c.user}: wrong messages")
-    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:20])
+    assert not problems, f"{len(problems)} problems, {counts}:\n" + "\n".join(problems[:20])
+    counts.check()
 
 
 def spread(users: list[str], nodes: Nodes, *, second_every: int = 5) -> list[Client]:
