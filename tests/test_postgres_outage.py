@@ -1,5 +1,5 @@
 """PostgreSQL lost under the store: stopped or restarted under publish load,
-or a COMMIT that never gets its answer.
+down when the node starts, or a COMMIT that never gets its answer.
 
 Publishers over HTTP and WebSocket keep sending while the server is stopped
 with ``pg_ctl stop -m immediate`` (connections cut mid-statement and mid-
@@ -29,8 +29,9 @@ from tests.server import ServerProcess
 from tests.store_contract import request
 from tests.test_multinode import Client, OneNode, connect_all
 from tests.wsclient import open_ws
-from tidings.core.errors import Unavailable
+from tidings.core.errors import Unavailable, Unreachable
 from tidings.store import open_store
+from tidings.store.waiting import open_store_waiting
 
 __all__ = ["private_postgres"]
 
@@ -242,3 +243,61 @@ async def test_commit_without_an_answer_is_an_unknown_outcome(
     finally:
         await store.close()
         await proxy.stop()
+
+
+async def test_postgres_down_at_start_is_waited_for(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A node started before its database logs what it waits for, then starts
+    once the server answers, and serves."""
+    await asyncio.to_thread(private_postgres.stop, "fast")
+    db = f"{private_postgres.url}?schema=tidings"
+    server = ServerProcess(tmp_path / "early", "--store-wait", "30", env={"TIDINGS_DB": db})
+    starting = asyncio.create_task(asyncio.to_thread(server.start, 40))
+    deadline = time.monotonic() + 15
+    while "waiting for the store" not in server.log():
+        assert time.monotonic() < deadline and not starting.done(), server.log()
+        await asyncio.sleep(0.1)
+    line = next(line for line in server.log().splitlines() if "waiting for the store" in line)
+    assert f"127.0.0.1:{private_postgres.port}" in line and "seconds_left" in line, line
+    await asyncio.sleep(1)
+    assert not starting.done()
+    await asyncio.to_thread(private_postgres.start)
+    await starting
+    ledger = Ledger()
+    watching = await subscribers(server, ledger, ["bob"])
+    try:
+        headers = {"Authorization": f"Bearer {server.token('backend', admin=True)}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+            for i in range(20):
+                body = {"userId": "bob", "message": f"m{i}"}
+                response = await http.post("/v1/notifications", json=body)
+                assert response.status_code == 201, response.text
+                ledger.ack(f"m{i}", ["bob"])
+        await all_received(ledger)
+        ledger.count(stored=(await stored(private_postgres.url))[1]).check()
+        assert "store reachable" in server.log()
+    finally:
+        await asyncio.gather(*(c.close() for c in watching))
+        server.stop()
+
+
+async def test_waiting_for_postgres_is_bounded_and_a_refusal_is_not_waited_for(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A database that never comes: exit 1 after ``--store-wait``, naming the
+    server. A server that answers with a refusal: no wait at all."""
+    refused = open_store(f"postgresql://nobody@127.0.0.1:{private_postgres.port}/postgres")
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match='role "nobody" does not exist') as failure:
+        await open_store_waiting(refused, wait=30)
+    assert not isinstance(failure.value, Unreachable)
+    assert time.monotonic() - started < 10  # not the 30 s wait
+
+    await asyncio.to_thread(private_postgres.stop, "fast")
+    db = f"{private_postgres.url}?schema=tidings"
+    never = ServerProcess(tmp_path / "never", "--store-wait", "1", env={"TIDINGS_DB": db})
+    with pytest.raises(RuntimeError, match="server exited with 1"):
+        await asyncio.to_thread(never.start, 20)
+    assert f"cannot open PostgreSQL store at '{private_postgres.url}" in never.log()
+    assert "Connection refused (gave up after waiting 1 s)" in never.log(), never.log()
