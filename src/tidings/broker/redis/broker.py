@@ -105,8 +105,10 @@ class RedisBroker:
     async def start(self, on_publication: Handler, on_state: StateHandler) -> None:
         """Subscribe before returning, so nothing published afterwards is missed.
 
-        Raises ``Unavailable`` if Redis cannot be reached now: a node should not
-        come up believing it is connected to the others.
+        A Redis that cannot be reached now does not stop the node: it starts
+        with the link down (``on_state(False)``, readiness says so), serving its
+        own connections from the store, and joins the others when Redis
+        answers (``on_state(True)``: the node repairs what it missed).
         """
         self._on_publication = on_publication
         self._on_state = on_state
@@ -114,12 +116,14 @@ class RedisBroker:
         try:
             pubsub = await subscribe(self._client, self.channel, self.timeout)
         except LINK_ERRORS as exc:
-            await self._client.aclose()
-            self._client = None
-            raise Unavailable(
-                f"cannot reach Redis at {redact_url(self.url)!r}: {exc or type(exc).__name__}"
-            ) from None
-        self.up = True
+            pubsub = None
+            log.warning(
+                "Redis broker unreachable at start; serving this node's connections, retrying",
+                extra={"url": redact_url(self.url), "error": str(exc) or type(exc).__name__},
+            )
+            on_state(False)
+        else:
+            self.up = True
         link = hold(
             self._client,
             self.channel,
