@@ -3,7 +3,8 @@ stores and acks, each node's own sockets still get what it publishes, and
 when Redis is back every connection on every node ends with its whole stream
 (the repair after the outage), including live-only connections that had not
 received anything before Redis went away. The same when Redis is not there
-yet as the nodes start."""
+yet as the nodes start, and when it goes and comes back several times under
+cross-node traffic."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from tests.test_multinode import (
     Client,
     Nodes,
     Plan,
+    Progress,
     admin_headers,
     connect_all,
+    run_stream,
     wait_complete,
 )
 
@@ -167,3 +170,28 @@ async def test_redis_down_at_start_then_joined(nodes: Callable[..., Nodes], tmp_
         await asyncio.gather(*(c.close() for c in clients))
     finally:
         redis.kill()
+
+
+async def test_redis_flapping_under_cross_node_traffic(
+    nodes: Callable[..., Nodes], own_redis: RedisServer
+) -> None:
+    """Redis stopped and started three times while both nodes publish to users
+    connected to both: once it settles every subscriber has every acked
+    notification of its user once, in order (live or through the repair)."""
+    group = nodes(2, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
+    flaps: list[int] = []
+
+    async def flap(progress: Progress) -> None:
+        await progress.reached(0.1)
+        for _ in range(3):
+            await asyncio.to_thread(own_redis.kill)
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(own_redis.start)
+            await asyncio.sleep(0.4)
+            flaps.append(progress.done)
+
+    total = 4_000
+    await run_stream(group, users=150, total=total, rate=1_200, during=flap)
+    assert len(flaps) == 3 and flaps[-1] < total, flaps
+    for node in group.all:
+        assert node.log().count("Redis broker link restored") >= 2, node.log()[-3000:]
