@@ -9,6 +9,7 @@ cross-node traffic."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from tests import test_multinode
+from tests.ledger import Ledger
 from tests.server import ServerProcess, free_port
 from tests.test_broker_contract import RedisServer
 from tests.test_multinode import (
@@ -176,8 +178,9 @@ async def test_redis_flapping_under_cross_node_traffic(
     nodes: Callable[..., Nodes], own_redis: RedisServer
 ) -> None:
     """Redis stopped and started three times while both nodes publish to users
-    connected to both: once it settles every subscriber has every acked
-    notification of its user once, in order (live or through the repair)."""
+    connected to both, and broadcast to everyone: once it settles every
+    subscriber has every acked notification of its user and of ``everyone``
+    once, in order (live or through the repair)."""
     group = nodes(2, redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
     flaps: list[int] = []
 
@@ -187,11 +190,35 @@ async def test_redis_flapping_under_cross_node_traffic(
             await asyncio.to_thread(own_redis.kill)
             await asyncio.sleep(0.3)
             await asyncio.to_thread(own_redis.start)
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(1.0)  # past the link's next retry, so each flap is seen
             flaps.append(progress.done)
 
-    total = 4_000
-    await run_stream(group, users=150, total=total, rate=1_200, during=flap)
+    total = 6_000
+    ledger = Ledger()
+
+    async def broadcast(progress: Progress) -> None:
+        """To everyone, alternating nodes, until the last flap (the personal
+        stream goes on after it, so the last broadcasts have time to arrive)."""
+        async with httpx.AsyncClient(headers=admin_headers(), timeout=10) as http:
+            for i in itertools.count():
+                if len(flaps) == 3:
+                    return
+                node = group.all[i % 2]
+                body = {"topic": "everyone", "message": f"b{i}"}
+                response = await http.post(node.url + "/v1/notifications", json=body)
+                assert response.status_code == 201, response.text
+                ledger.ack(f"b{i}", ["everyone"])
+                await asyncio.sleep(0.02)
+
+    async def disturb(progress: Progress) -> None:
+        await asyncio.gather(flap(progress), broadcast(progress))
+
+    clients = await run_stream(group, users=150, total=total, rate=1_200, during=disturb)
     assert len(flaps) == 3 and flaps[-1] < total, flaps
+    for i, client in enumerate(clients):
+        ledger.follow(f"{client.user}/{i}", "everyone", client.broadcasts)
+    counts = ledger.count()
+    print(f"everyone: {counts}")
+    counts.check()
     for node in group.all:
         assert node.log().count("Redis broker link restored") >= 2, node.log()[-3000:]

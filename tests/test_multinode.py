@@ -159,7 +159,9 @@ class Client:
         self.seqs: list[int] = []
         self.messages: list[str] = []
         self.frames: list[tuple[int, str]] = []
-        """``(seq, message)`` of every notification frame, duplicates included."""
+        """``(seq, message)`` of every personal notification frame, duplicates included."""
+        self.broadcasts: list[tuple[int, str]] = []
+        """The same for the ``everyone`` topic, replayed from its start."""
         self.errors: list[str] = []
         self.closes: list[int] = []
         self.connects = 0
@@ -175,7 +177,9 @@ class Client:
 
     async def connect(self, node: ServerProcess) -> None:
         since = None if self.live_only and not self.connects else self.last
-        self.ws = await open_ws(node.ws_url, token=self.token, since=since)
+        everyone = max((seq for seq, _ in self.broadcasts), default=0)
+        topics = None if since is None else f"everyone:{everyone}"
+        self.ws = await open_ws(node.ws_url, token=self.token, since=since, topics=topics)
         self.node = node
         self.connects += 1
         self.connected.set()
@@ -219,7 +223,9 @@ class Client:
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "notification":
+        if kind == "notification" and frame.get("topic") == "everyone":
+            self.broadcasts.append((frame["seq"], frame["message"]))
+        elif kind == "notification":
             seq = frame["seq"]
             self.frames.append((seq, frame["message"]))
             if seq != self.last + 1:
