@@ -9,7 +9,6 @@ cross-node traffic."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,8 @@ from tests.test_multinode import (
     Plan,
     Progress,
     admin_headers,
+    broadcast,
+    check_broadcasts,
     connect_all,
     run_stream,
     wait_complete,
@@ -196,29 +197,13 @@ async def test_redis_flapping_under_cross_node_traffic(
     total = 6_000
     ledger = Ledger()
 
-    async def broadcast(progress: Progress) -> None:
-        """To everyone, alternating nodes, until the last flap (the personal
-        stream goes on after it, so the last broadcasts have time to arrive)."""
-        async with httpx.AsyncClient(headers=admin_headers(), timeout=10) as http:
-            for i in itertools.count():
-                if len(flaps) == 3:
-                    return
-                node = group.all[i % 2]
-                body = {"topic": "everyone", "message": f"b{i}"}
-                response = await http.post(node.url + "/v1/notifications", json=body)
-                assert response.status_code == 201, response.text
-                ledger.ack(f"b{i}", ["everyone"])
-                await asyncio.sleep(0.02)
-
     async def disturb(progress: Progress) -> None:
-        await asyncio.gather(flap(progress), broadcast(progress))
+        # Until the last flap: the personal stream goes on after it, so the
+        # last broadcasts have time to arrive.
+        await asyncio.gather(flap(progress), broadcast(group, ledger, lambda: len(flaps) == 3))
 
     clients = await run_stream(group, users=150, total=total, rate=1_200, during=disturb)
     assert len(flaps) == 3 and flaps[-1] < total, flaps
-    for i, client in enumerate(clients):
-        ledger.follow(f"{client.user}/{i}", "everyone", client.broadcasts)
-    counts = ledger.count()
-    print(f"everyone: {counts}")
-    counts.check()
+    check_broadcasts(ledger, clients)
     for node in group.all:
         assert node.log().count("Redis broker link restored") >= 2, node.log()[-3000:]

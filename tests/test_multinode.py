@@ -378,6 +378,44 @@ async def publish_http(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+async def broadcast(nodes: Nodes, ledger: Ledger, until: Callable[[], bool]) -> None:
+    """Publish to ``everyone`` over the live nodes in turn, one at a time, until
+    ``until()``; a node that fails is left for the next, same key."""
+    async with httpx.AsyncClient(headers=admin_headers(), timeout=10) as http:
+        n = 0
+        while not until():
+            message = f"b{n}"
+            for attempt in range(200):
+                node = nodes.live[(n + attempt) % len(nodes.live)]
+                try:
+                    response = await http.post(
+                        node.url + "/v1/notifications",
+                        json={"topic": "everyone", "message": message},
+                        headers={"Idempotency-Key": message},
+                    )
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+                    continue
+                if response.status_code == 201:
+                    break
+                assert response.status_code == 503, response.text
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"broadcast {message} failed on every node")
+            ledger.ack(message, ["everyone"])
+            n += 1
+            await asyncio.sleep(0.02)
+
+
+def check_broadcasts(ledger: Ledger, clients: list[Client]) -> None:
+    """Every client has every acked broadcast once, in order."""
+    for i, client in enumerate(clients):
+        ledger.follow(f"{client.user}/{i}", "everyone", client.broadcasts)
+    counts = ledger.count()
+    print(f"everyone: {counts}")
+    counts.check()
+
+
 async def publish_ws(
     clients: dict[str, Client], jobs: list[tuple[str, str, str]], progress: Progress
 ) -> None:
@@ -513,13 +551,19 @@ async def test_a_node_killed_mid_stream_its_clients_resume_elsewhere(
 ) -> None:
     group = nodes(3)
     victim = group.all[0]
+    ledger = Ledger()
 
     async def kill_a_node(progress: Progress) -> None:
         await progress.reached(0.4)
         group.retire(victim)
         victim.kill()
 
-    clients = await run_stream(group, users=300, total=5_000, during=kill_a_node)
+    async def disturb(progress: Progress) -> None:
+        done = lambda: progress.done >= 0.8 * progress.total  # noqa: E731
+        await asyncio.gather(kill_a_node(progress), broadcast(group, ledger, done))
+
+    clients = await run_stream(group, users=300, total=5_000, during=disturb)
+    check_broadcasts(ledger, clients)
     moved = [c for c in clients if c.closes]
     assert moved and all(c.node is not victim for c in clients)
     assert all(code == 1006 for c in moved for code in c.closes)
