@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -245,6 +246,20 @@ async def test_redis_down_at_start_is_reported_then_joined(
         await early.broker.stop()
         await late.broker.stop()
         server.kill()
+
+
+async def test_redis_refusing_the_node_fails_start() -> None:
+    """Bad credentials are an answer, not an outage: start fails at once,
+    naming the server, without the password."""
+    require_driver("redis")
+    shared = urlsplit(require_redis())
+    where = f"{shared.hostname}:{shared.port or 6379}"
+    broker = open_broker(f"redis://tidings-test-nobody:hunter2@{where}/0")
+    with pytest.raises(
+        Unavailable, match="refused this node: invalid username-password"
+    ) as failure:
+        await broker.start(Recorder().on_publication, Recorder().on_state)
+    assert "hunter2" not in str(failure.value)
 
 
 async def test_silent_redis_is_detected_by_ping(own_redis: RedisServer) -> None:

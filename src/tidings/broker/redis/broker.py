@@ -26,6 +26,8 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import AuthenticationError, NoPermissionError
+
 from tidings.batching import GroupCommitter
 from tidings.broker.base import Handler, StateHandler
 from tidings.broker.redis.link import (
@@ -47,6 +49,9 @@ HEADER = struct.Struct(">BHHQ")
 """Format version, byte lengths of the user id and of the topic, seq."""
 
 VERSION = 2
+
+REFUSALS = (AuthenticationError, NoPermissionError)
+"""Answers from a Redis that is up but will not take this node as configured."""
 
 
 def encode(publication: Publication) -> bytes:
@@ -108,13 +113,21 @@ class RedisBroker:
         A Redis that cannot be reached now does not stop the node: it starts
         with the link down (``on_state(False)``, readiness says so), serving its
         own connections from the store, and joins the others when Redis
-        answers (``on_state(True)``: the node repairs what it missed).
+        answers (``on_state(True)``: the node repairs what it missed). A Redis
+        that answers with a refusal (bad credentials, no permission to
+        subscribe) raises ``Unavailable``: waiting would not change it.
         """
         self._on_publication = on_publication
         self._on_state = on_state
         self._client = connect(self.url, self.timeout)
         try:
             pubsub = await subscribe(self._client, self.channel, self.timeout)
+        except REFUSALS as exc:
+            await self._client.aclose()
+            self._client = None
+            raise Unavailable(
+                f"Redis at {redact_url(self.url)!r} refused this node: {exc}"
+            ) from None
         except LINK_ERRORS as exc:
             pubsub = None
             log.warning(
