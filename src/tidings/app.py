@@ -104,7 +104,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
             "connect as any user. Use it only for the seed's client during migration."
         )
     node = runtime.node
-    await node.start()
+    await node.start(store_wait=settings.store_wait)
     cluster = open_cluster(
         settings.broker, node.hub, node.node_id, node.repair_all, node_ttl=settings.node_ttl
     )

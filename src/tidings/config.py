@@ -34,6 +34,9 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     db: str | None = None
     """Store URL; None means ``sqlite:///<data_dir>/tidings.db``."""
+    store_wait: float = 30.0
+    """Seconds to wait at start for a store server that does not answer yet
+    (PostgreSQL starting with the node); 0: fail at once."""
     broker: str = "memory://"
     secret: str | None = None
     """None means the one kept in the data directory (generated on first use)."""
@@ -141,7 +144,7 @@ class Settings:
             )
         if self.secret is not None and len(self.secret) < MIN_SECRET_CHARS:
             raise ConfigError(f"--secret must be at least {MIN_SECRET_CHARS} characters")
-        for name in ("ping_interval", "ping_timeout", "drain_grace"):
+        for name in ("ping_interval", "ping_timeout", "drain_grace", "store_wait"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         TrustedProxies(self.forwarded_allow_ips)  # refuses what is not an address

@@ -33,6 +33,7 @@ from tidings.core.publish import DEFAULT_LIMITS, Limits, check_text, new_request
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
 from tidings.store.base import Expired, Store
+from tidings.store.waiting import open_store_waiting
 
 log = logging.getLogger("tidings.node")
 
@@ -91,8 +92,10 @@ class Node:
         when it is back."""
         self._unsent_full = False
 
-    async def start(self) -> None:
-        await self.store.open()
+    async def start(self, *, store_wait: float = 0) -> None:
+        """Open the store (waiting up to ``store_wait`` seconds for a server that
+        does not answer yet), then the broker."""
+        await open_store_waiting(self.store, wait=store_wait)
         await self.broker.start(self.hub.deliver, self._on_broker_state)
 
     async def stop(self) -> None:

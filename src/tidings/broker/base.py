@@ -24,7 +24,9 @@ after True, the node repairs what may have been missed meanwhile."""
 
 class Broker(Protocol):
     async def start(self, on_publication: Handler, on_state: StateHandler) -> None:
-        """Connect and begin delivering publications to ``on_publication``."""
+        """Connect and begin delivering publications to ``on_publication``. A
+        server that cannot be reached now is not an error: ``on_state(False)``,
+        then ``on_state(True)`` once it is."""
 
     async def stop(self) -> None: ...
 

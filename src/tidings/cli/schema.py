@@ -99,6 +99,12 @@ SERVE: tuple[Setting, ...] = (
         show_default="$XDG_DATA_HOME/tidings",
     ),
     Setting("db", "Store URL: sqlite:///path.db (default, in the data dir) or postgresql://..."),
+    Setting(
+        "store-wait",
+        "Seconds to wait at start for a store server that does not answer yet (0: fail at once).",
+        30.0,
+        _seconds(0),
+    ),
     Setting("broker", "memory:// (one node) or redis://host:6379/0", "memory://"),
     Setting(
         "secret",
