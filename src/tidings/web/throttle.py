@@ -50,8 +50,8 @@ class Throttle:
         self._per_ip = Buckets(Rate(settings.connect_rate_per_ip))
         overall = Rate(settings.connect_rate)
         self._overall = Bucket(overall, clock()) if overall.limited else None
-        self._per_user = Buckets(Rate(settings.publish_rate))
-        self._per_service = Buckets(Rate(settings.service_publish_rate))
+        self._per_user = _buckets(settings.publish_rate)
+        self._per_service = _buckets(settings.service_publish_rate)
 
     def connect(self, client_ip: str) -> None:
         """A new connection from ``client_ip``; RateLimited if over either rate."""
@@ -68,7 +68,7 @@ class Throttle:
     def publish(self, who: Identity) -> None:
         """One publish by ``who``; RateLimited if over its token's rate."""
         buckets = self._per_service if who.admin else self._per_user
-        if not buckets.rate.limited:
+        if buckets is None:
             return
         wait = buckets.take(who.user_id, self.clock())
         if wait:
@@ -80,3 +80,9 @@ class Throttle:
         if not self._frame_rate.limited:
             return None
         return FrameAllowance(self._frame_rate, self.clock())
+
+
+def _buckets(per_second: float) -> Buckets | None:
+    """Buckets for a rate; None when it is unlimited, so a check is one comparison."""
+    rate = Rate(per_second)
+    return Buckets(rate) if rate.limited else None
