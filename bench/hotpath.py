@@ -7,6 +7,10 @@ steady enough to compare two trees where ``make bench``'s run-to-run noise
     .venv/bin/python -m bench.hotpath [--connections 1000] [--broadcasts 200]
     PYTHONPATH=../other-tree/src .venv/bin/python -m bench.hotpath   # another tree
 
+``--personal N`` measures the publish path instead: N ``Node.publish`` calls
+one after another (each its own commit, SQLite without fsync) to one user with
+one connection, the same as above, through the in-process broker.
+
 Prints µs per delivery (best of ``--repeat``) and writes it to ``--out``.
 """
 
@@ -94,6 +98,31 @@ async def run(connections: int, broadcasts: int) -> dict[str, float]:
         return {"us_per_delivery": spent / deliveries * 1e6, "deliveries": deliveries}
 
 
+async def run_personal(publishes: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{Path(tmp) / 'hot.db'}", durable=False)
+        node = _node(store)
+        await node.start()
+        runtime = Runtime(node=node, settings=Settings(), secret="s" * 40)
+        conn = WebSocketConnection(runtime)
+        transport = CountingTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.user_id = "user-0"
+        conn.open = True
+        conn.cursor = StreamCursor(0)
+        conn.topics = {"everyone": StreamCursor(0)}
+        node.hub.add(conn)
+        message = "x" * 120
+        start = time.process_time()
+        for _ in range(publishes):
+            await node.publish(["user-0"], message)
+            runtime.outbox.flush()
+        spent = time.process_time() - start
+        await node.stop()
+        assert transport.written >= publishes * len(message), "frames were not written"
+        return {"us_per_delivery": spent / publishes * 1e6, "deliveries": publishes}
+
+
 def _commit(where: Path) -> str:
     """The commit of the tidings tree measured (``git describe``), or "unknown"."""
     done = subprocess.run(
@@ -109,21 +138,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--broadcasts", type=int, default=200)
+    parser.add_argument("--personal", type=int, default=0, metavar="N", help="publishes instead")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench/results/hotpath.json"))
     args = parser.parse_args()
-    runs = [asyncio.run(run(args.connections, args.broadcasts)) for _ in range(args.repeat)]
+    if args.personal:
+        runs = [asyncio.run(run_personal(args.personal)) for _ in range(args.repeat)]
+    else:
+        runs = [asyncio.run(run(args.connections, args.broadcasts)) for _ in range(args.repeat)]
     best = min(r["us_per_delivery"] for r in runs)
+    shape = (
+        {"personal_publishes": args.personal}
+        if args.personal
+        else {"connections": args.connections, "broadcasts": args.broadcasts}
+    )
     result = {
         "commit": _commit(Path(tidings.__file__).resolve().parent),
-        "connections": args.connections,
-        "broadcasts": args.broadcasts,
+        **shape,
         "us_per_delivery_best": round(best, 3),
         "us_per_delivery_runs": [round(r["us_per_delivery"], 3) for r in runs],
     }
+    what = (
+        f"{args.personal:,} personal publishes"
+        if args.personal
+        else f"{args.connections:,} connections x {args.broadcasts} broadcasts"
+    )
     print(
-        f"{args.connections:,} connections x {args.broadcasts} broadcasts: "
-        f"{best:.3f} µs per delivery (best of {args.repeat}; tidings at {result['commit']})"
+        f"{what}: {best:.3f} µs per delivery (best of {args.repeat}; tidings at {result['commit']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

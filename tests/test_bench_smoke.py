@@ -110,6 +110,18 @@ def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
     assert result["connections"] == 20 and len(result["us_per_delivery_runs"]) == 2
     assert result["us_per_delivery_best"] > 0
     assert "µs per delivery" in done.stdout
+    personal = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--personal", "5", "--repeat", "1"]
+        + ["--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert personal.returncode == 0, personal.stderr
+    assert json.loads(out.read_text())["personal_publishes"] == 5
+    assert "5 personal publishes" in personal.stdout
 
 
 def test_server_instruction_count_covers_the_broadcasts(tmp_path: Path) -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.server import ServerProcess, free_port
 from tests.test_cli import tidings
+from tests.test_slow_consumer import open_stalled
 from tests.wsclient import open_ws, recv_json, recv_until, send_json
 from tidings.metrics import names
 from tidings.metrics.collector import REFUSAL_KEYS
@@ -80,6 +80,8 @@ def limited(tmp_path: Path) -> Iterator[ServerProcess]:
         "--user-send", "any",
         "--max-connections-per-user", "2",
         "--max-frame-bytes", "1024",
+        "--max-fragments", "4",
+        "--max-body-bytes", "2048",
     ).start()  # fmt: skip
     yield server
     server.stop()
@@ -134,6 +136,15 @@ async def test_each_metric_moves_by_what_happened(limited: ServerProcess) -> Non
         with pytest.raises(ConnectionClosed) as closed:
             await recv_json(eve)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        # So does a message in more frames than --max-fragments; a body over
+        # --max-body-bytes gets 413.
+        eve = await open_ws(server.ws_url, token=server.token("eve"))
+        await eve.send(iter(["{}"] * 6))
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv_json(eve)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        too_big = {"userId": "bob", "message": "x" * 4000}
+        assert (await http.post("/v1/notifications", json=too_big)).status_code == 413
 
         # A replay from the start: bob's two personal notifications.
         await settle(metrics, "tidings_connections", 2, transport="websocket")
@@ -147,11 +158,13 @@ async def test_each_metric_moves_by_what_happened(limited: ServerProcess) -> Non
     moved = Moves(before, after)
     ws = {"transport": "websocket"}
     assert value(after, "tidings_connections", **ws) == 3  # bob twice, alice
-    assert moved("tidings_handshakes_total", **ws) == 5  # bob x3, alice, eve
+    assert moved("tidings_handshakes_total", **ws) == 6  # bob x3, alice, eve x2
     assert moved("tidings_handshake_refusals_total", reason="unauthorized", **ws) == 1
     assert moved("tidings_handshake_refusals_total", reason="too_many_connections", **ws) == 1
     assert moved("tidings_limit_refusals_total", limit="max_connections_per_user") == 1
     assert moved("tidings_limit_refusals_total", limit="max_frame_bytes") == 1
+    assert moved("tidings_limit_refusals_total", limit="max_fragments") == 1
+    assert moved("tidings_limit_refusals_total", limit="max_body_bytes") == 1
     for kind in names.KINDS:
         assert moved("tidings_notifications_published_total", kind=kind) == 1, kind
     assert moved("tidings_publish_repeats_total") == 1
@@ -201,17 +214,7 @@ async def test_a_slow_consumer_close_is_counted(tmp_path: Path) -> None:
     ).start()
     try:
         before = scrape(server.url + "/metrics")
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        slow = await connect(
-            f"{server.ws_url}?token={server.token('sloth')}",
-            sock=sock,
-            max_size=None,
-            max_queue=None,
-            ping_interval=None,
-        )
-        slow.transport.pause_reading()
+        slow = await open_stalled(server, "sloth")
         sender = await open_ws(server.ws_url, token=server.token("alice"))
         for i in range(300):
             message = f"{i} {'x' * 20_000}"
