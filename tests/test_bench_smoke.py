@@ -110,9 +110,9 @@ def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
     assert result["connections"] == 20 and len(result["us_per_delivery_runs"]) == 2
     assert result["us_per_delivery_best"] > 0
     assert "µs per delivery" in done.stdout
+    sizes = ["--personal", "5", "--repeat", "1"]
     personal = subprocess.run(
-        [sys.executable, "-m", "bench.hotpath", "--personal", "5", "--repeat", "1"]
-        + ["--out", str(out)],
+        [sys.executable, "-m", "bench.hotpath", *sizes, "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
