@@ -204,6 +204,54 @@ async def test_each_metric_moves_by_what_happened(limited: ServerProcess) -> Non
             assert re.fullmatch("[a-z_]+", label), label
 
 
+async def test_rate_limit_refusals_are_counted_by_the_rate(tmp_path: Path) -> None:
+    server = ServerProcess(
+        tmp_path / "rates",
+        "--user-send", "any",
+        "--connect-rate-per-ip", "1",
+        "--publish-rate", "1",
+        "--frame-rate", "3",
+    ).start()  # fmt: skip
+    try:
+        metrics = server.url + "/metrics"
+        before = scrape(metrics)
+        first = await open_ws(server.ws_url, token=server.token("ann"))
+        await open_ws(server.ws_url, token=server.token("ann"))  # the burst: 2
+        with pytest.raises(InvalidStatus) as refused:
+            await open_ws(server.ws_url, token=server.token("ann"))
+        assert refused.value.response.status_code == 429
+        for i in range(3):  # publish-rate 1, burst 2: the third is refused
+            send = {
+                "action": "sendNotification",
+                "userId": "ann",
+                "message": f"{i}",
+                "requestId": i,
+            }
+            await send_json(first, send)
+        replies = [await recv_json(first) for _ in range(5)]  # 2 acks, 1 error, 2 deliveries
+        assert sorted(r.get("code", r["type"]) for r in replies if r["type"] != "notification") == [
+            "ack",
+            "ack",
+            "rate_limited",
+        ]
+        for _ in range(8):  # frame-rate 3, burst 6: 3 used already
+            await send_json(first, {"action": "ping"})
+        answers = [await recv_json(first) for _ in range(8)]
+        limited = sum(a.get("code") == "rate_limited" for a in answers)
+        assert limited >= 1
+        after = scrape(metrics)
+    finally:
+        server.stop()
+    moved = Moves(before, after)
+    assert moved("tidings_limit_refusals_total", limit="connect_rate_per_ip") == 1
+    assert (
+        moved("tidings_handshake_refusals_total", transport="websocket", reason="rate_limited") == 1
+    )
+    assert moved("tidings_limit_refusals_total", limit="publish_rate") == 1
+    assert moved("tidings_limit_refusals_total", limit="frame_rate") == limited
+    assert moved("tidings_errors_total", transport="websocket", code="rate_limited") == 1 + limited
+
+
 def _python(samples: Samples) -> str:
     return next(dict(pairs)["python"] for name, pairs in samples if name == "tidings_build_info")
 

@@ -41,6 +41,7 @@ ERROR_CODES = (
     "forbidden",
     "idempotency_conflict",
     "unavailable",
+    "rate_limited",
     "internal",
 )
 """The codes of ``tidings.core.errors``, exported at 0 from the start on both
@@ -58,9 +59,14 @@ LIMITS = (
     "max_body_bytes",
     "header_timeout",
     "body_timeout",
+    "frame_rate",
+    "publish_rate",
+    "service_publish_rate",
+    "connect_rate_per_ip",
+    "connect_rate",
 )
-"""The settings whose limit refuses something today, by their names; rate
-limits join this family under theirs."""
+"""The settings whose limit refuses something, by their names: sizes,
+counts and timeouts, then the rates (``web/throttle.py``)."""
 
 BUILD_INFO = Spec(
     "tidings_build_info",

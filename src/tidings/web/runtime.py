@@ -33,7 +33,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
-        self.throttle = Throttle(self.settings)
+        self.throttle = Throttle(self.settings, refused=self.counters.limits)
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it ends."""

@@ -351,6 +351,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         costs one call."""
         if not wait:
             return False
+        self.runtime.counters.limits["frame_rate"] += 1
         allowance = self._frame_allowance
         assert allowance is not None
         if allowance.strike(self.loop.time()):
@@ -361,6 +362,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.close(RATE_LIMIT_CLOSE, "rate limit: too many frames; reconnect later")
         elif message is not None:
             error = RateLimited("too many frames on this connection", retry_after=wait)
+            self.runtime.counters.errors[WEBSOCKET, error.code] += 1
             self.send(error_frame(error.code, error.message, request_id_of(message)))
         return True
 
