@@ -115,6 +115,11 @@ class Settings:
     node_ttl: float = 10.0
     """Seconds after a node's last heartbeat (in Redis) before its peers count it dead."""
     log_level: str = "info"
+    metrics: bool = True
+    """Serve Prometheus metrics at ``/metrics``."""
+    metrics_listen: str = ""
+    """``host:port`` of a listener serving only the metrics (kept off the
+    balancer); empty: ``/metrics`` on the main port."""
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     """API Gateway compatibility: routes to HTTP integrations, stage, SigV4 keys."""
 
@@ -127,6 +132,20 @@ class Settings:
         if self.user_send is not None:
             return self.user_send
         return "any" if self.allow_user_id or self.dev_login else "self"
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``metrics_listen`` as (host, port); None for the main port."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(
+                f"--metrics-listen must be HOST:PORT (e.g. 127.0.0.1:9090), "
+                f"not {self.metrics_listen!r}"
+            )
+        return host, int(port)
 
     @property
     def multi_node(self) -> bool:
@@ -148,6 +167,8 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         TrustedProxies(self.forwarded_allow_ips)  # refuses what is not an address
+        if self.metrics_address is not None and not self.metrics:
+            raise ConfigError("--metrics-listen serves the metrics, which --metrics off turns off")
 
     def resolve_secret(self) -> str:
         """The explicit secret, or the data directory's (created on first use)."""

@@ -21,6 +21,7 @@ import orjson
 from tidings.broker.base import Broker
 from tidings.catchup import CatchUp
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
+from tidings.core.histogram import LATENCY_BUCKETS, Histogram
 from tidings.core.inbox import EVERYONE, Mark, check_topic
 from tidings.core.models import (
     Counts,
@@ -91,6 +92,16 @@ class Node:
         """Per user (or topic), the latest publication the broker could not send; sent
         when it is back."""
         self._unsent_full = False
+        self.published = {"personal": 0, "list": 0, "topic": 0}
+        """Publish requests stored, by kind: one user, several users, a topic (for
+        metrics). A repeat of an idempotency key is not one of them."""
+        self.repeats = 0
+        """Publish requests answered with the first result of their idempotency key."""
+        self.publish_latency = Histogram(LATENCY_BUCKETS)
+        """Seconds from a publish call to committed and pushed to this node's
+        connections: what the sender waits for its ack or HTTP answer."""
+        self.broker_failures = 0
+        """Broker publishes that failed (``Unavailable``); what they carried is stored."""
 
     async def start(self, *, store_wait: float = 0) -> None:
         """Open the store (waiting up to ``store_wait`` seconds for a server that
@@ -147,6 +158,7 @@ class Node:
     ) -> PublishResult:
         """Store for every recipient in one transaction (or once in ``topic``'s
         stream), then push; returns after both."""
+        started = time.perf_counter()
         request = new_request(
             recipients,
             message,
@@ -173,6 +185,13 @@ class Node:
                     # Committed: the answer must say so. Connections that miss
                     # the push find the gap at their next frame or reconnect.
                     log.exception("push after commit failed", extra={"id": result.id})
+                kind = (
+                    "topic" if topic is not None else "list" if len(result.seqs) > 1 else "personal"
+                )
+                self.published[kind] += 1
+                self.publish_latency.observe(time.perf_counter() - started)
+            elif result.duplicate:
+                self.repeats += 1
             return result
         finally:
             self._inflight -= 1
@@ -194,6 +213,7 @@ class Node:
         try:
             await self.broker.publish(publications)
         except Unavailable as exc:
+            self.broker_failures += 1
             # Stored already. This node's sockets get it now; other nodes' get the
             # latest per user when the broker is back, and a gap repair fills in.
             log.warning("broker publish failed", extra={"error": str(exc)})
@@ -225,6 +245,7 @@ class Node:
         try:
             await self.broker.publish(list(unsent.values()))
         except Unavailable:
+            self.broker_failures += 1
             for publication in unsent.values():  # older than what came meanwhile
                 self._unsent.setdefault((publication.user_id, publication.topic), publication)
 
@@ -372,6 +393,7 @@ class Node:
         try:
             await self.broker.publish(publications)
         except Unavailable as exc:
+            self.broker_failures += 1
             for publication in publications:  # this node's connections at least
                 self.hub.deliver(publication)
             log.warning("broker publish failed", extra={"error": str(exc)})

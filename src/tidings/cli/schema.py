@@ -251,6 +251,19 @@ SERVE: tuple[Setting, ...] = (
     Setting(
         "log-level", "How much to log.", "info", click.Choice(["debug", "info", "warning", "error"])
     ),
+    Setting(
+        "metrics",
+        "on: serve Prometheus metrics at /metrics (see docs/metrics.md); off: no metrics.",
+        "on",
+        click.Choice(["on", "off"]),
+    ),
+    Setting(
+        "metrics-listen",
+        "HOST:PORT serving only /metrics (e.g. an internal address, not behind the "
+        "balancer); empty: /metrics on the main port.",
+        "",
+        metavar="HOST:PORT",
+    ),
     # API Gateway compatibility (tidings.aws.options builds its settings from these).
     Setting(
         "routes",

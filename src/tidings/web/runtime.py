@@ -9,6 +9,7 @@ from tidings.config import Settings
 from tidings.core.forwarded import TrustedProxies
 from tidings.hooks import GatewayHooks
 from tidings.node import Node
+from tidings.web.counters import WebCounters
 from tidings.web.outbox import Outbox
 from tidings.web.throttle import Throttle
 
@@ -23,6 +24,8 @@ class Runtime:
     """API Gateway routes and stage paths (``tidings.aws``); set by the app at start."""
     outbox: Outbox = field(default_factory=Outbox)
     """Connections with frames to write at the end of this loop iteration."""
+    counters: WebCounters = field(default_factory=WebCounters)
+    """What the transports count for the metrics."""
     proxies: TrustedProxies = field(init=False)
     """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
     throttle: Throttle = field(init=False)
@@ -30,7 +33,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
-        self.throttle = Throttle(self.settings)
+        self.throttle = Throttle(self.settings, refused=self.counters.limits)
 
     def track(self, task: asyncio.Task[None]) -> None:
         """Keep a reference to a fire-and-forget task until it ends."""

@@ -16,6 +16,7 @@ float operations, nothing on the delivery path.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from tidings.config import Settings
@@ -44,8 +45,16 @@ class FrameAllowance(Bucket):
 
 
 class Throttle:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        refused: Counter[str] | None = None,
+    ) -> None:
         self.clock = clock
+        self.refused: Counter[str] = Counter() if refused is None else refused
+        """Refusals by the setting whose rate was passed (the metrics read them)."""
         self._frame_rate = Rate(settings.frame_rate)
         self._per_ip = Buckets(Rate(settings.connect_rate_per_ip))
         overall = Rate(settings.connect_rate)
@@ -59,10 +68,12 @@ class Throttle:
         if self._per_ip.rate.limited:
             wait = self._per_ip.take(client_ip, now)
             if wait:
+                self.refused["connect_rate_per_ip"] += 1
                 raise RateLimited("too many new connections from this address", retry_after=wait)
         if self._overall is not None:
             wait = self._overall.take(now)
             if wait:
+                self.refused["connect_rate"] += 1
                 raise RateLimited("too many new connections to this server", retry_after=wait)
 
     def publish(self, who: Identity) -> None:
@@ -72,6 +83,7 @@ class Throttle:
             return
         wait = buckets.take(who.user_id, self.clock())
         if wait:
+            self.refused["service_publish_rate" if who.admin else "publish_rate"] += 1
             kind = "admin token" if who.admin else "user"
             raise RateLimited(f"too many notifications from this {kind}", retry_after=wait)
 

@@ -33,6 +33,7 @@ from tidings.core.errors import ProtocolError, RateLimited, TidingsError
 from tidings.core.frames import PING, text_frame
 from tidings.core.protocol import (
     Ping,
+    SendNotification,
     error_frame,
     error_frame_for,
     parse_client_frame,
@@ -43,6 +44,7 @@ from tidings.core.tokens import Identity
 from tidings.web.actions import Action, carry_out
 from tidings.web.backpressure import HeldFrames, ReadHolds
 from tidings.web.closing import Closing
+from tidings.web.counters import WEBSOCKET
 from tidings.web.fragments import Reassembly, TooManyFragments
 from tidings.web.handshake import Admission
 from tidings.web.runtime import Runtime
@@ -227,6 +229,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.user_id = identity.user_id
         self.user_agent = user_agent
         self.open = True
+        self.runtime.counters.handshakes += 1
         self._flush()
         log.info(
             "connected",
@@ -305,6 +308,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _too_many_fragments(self) -> None:
         """Close with 1009: a message in more frames than ``--max-fragments``."""
         limit = self._fragments.limit
+        self.runtime.counters.limits["max_fragments"] += 1
         log.warning(
             "message in too many fragments",
             extra={"conn": self.id, "user": self.user_id, "code": 1009, "limit": limit},
@@ -327,6 +331,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         try:
             action = parse_client_frame(bytes(data), self.runtime.settings.limits)
         except ProtocolError as exc:
+            self.runtime.counters.errors[WEBSOCKET, exc.code] += 1
             self.send(error_frame_for(exc))
             return
         if isinstance(action, Ping):
@@ -346,6 +351,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         costs one call."""
         if not wait:
             return False
+        self.runtime.counters.limits["frame_rate"] += 1
         allowance = self._frame_allowance
         assert allowance is not None
         if allowance.strike(self.loop.time()):
@@ -356,20 +362,26 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.close(RATE_LIMIT_CLOSE, "rate limit: too many frames; reconnect later")
         elif message is not None:
             error = RateLimited("too many frames on this connection", retry_after=wait)
+            self.runtime.counters.errors[WEBSOCKET, error.code] += 1
             self.send(error_frame(error.code, error.message, request_id_of(message)))
         return True
 
     async def _act(self, action: Action) -> None:
         """Carry out one action that awaits the store; answer with an ack or an error."""
         assert self.identity is not None
+        counters = self.runtime.counters
         try:
             reply = await carry_out(self.node, self.runtime.throttle, self.identity, action)
         except TidingsError as exc:
+            counters.errors[WEBSOCKET, exc.code] += 1
             self.send(error_frame(exc.code, exc.message, action.request_id))
         except Exception:
+            counters.errors[WEBSOCKET, "internal"] += 1
             log.exception("action failed", extra={"conn": self.id, "user": self.user_id})
             self.send(error_frame("internal", "internal error", action.request_id))
         else:
+            if type(action) is SendNotification:
+                counters.acks += 1
             self.send(reply)
         finally:
             self._inflight -= 1

@@ -94,6 +94,8 @@ class RedisBroker:
         self.timeout = backoff.timeout
         """Seconds to connect, subscribe or publish before calling Redis unavailable."""
         self.up = False
+        self.published = 0
+        self.received = 0
         self._client: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._on_publication: Handler | None = None
@@ -185,6 +187,7 @@ class RedisBroker:
                 await pipe.execute()
         except LINK_ERRORS as exc:
             raise Unavailable(f"Redis publish failed: {exc or type(exc).__name__}") from None
+        self.published += sum(len(batch) for batch in batches)
         return [None] * len(batches)
 
     async def ping(self) -> None:
@@ -206,6 +209,7 @@ class RedisBroker:
         handler = self._on_publication
         if handler is None:
             return
+        self.received += 1
         try:
             handler(publication)
         except Exception:

@@ -116,6 +116,7 @@ class PostgresStore(PostgresInbox):
         last acknowledged commits, never corrupt or reorder them."""
         self._pool: Any = None
         self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
+        self.batches = self._committer.batches
         self.migrated: SchemaVersions | None = None
 
     @classmethod
