@@ -36,9 +36,9 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm not found: the JS tests skip here (and fail in CI)"; exit 0; }; \
 		cd $(JS_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed
 
-## test-deps: the Debian programs the doc and deploy tests run (command:package)
+## test-deps: the Debian programs the doc, deploy and metrics tests run (command:package)
 TEST_PROGRAMS := haproxy:haproxy nginx:nginx jq:jq openssl:openssl \
-	systemd-analyze:systemd docker-compose:docker-compose
+	systemd-analyze:systemd docker-compose:docker-compose prometheus:prometheus
 
 test-deps:
 	@missing=""; for tool in $(TEST_PROGRAMS); do \

@@ -7,6 +7,12 @@ steady enough to compare two trees where ``make bench``'s run-to-run noise
     .venv/bin/python -m bench.hotpath [--connections 1000] [--broadcasts 200]
     PYTHONPATH=../other-tree/src .venv/bin/python -m bench.hotpath   # another tree
 
+``--personal N`` measures the publish path instead: N ``Node.publish`` calls
+one after another (each its own commit, SQLite without fsync) to one user with
+one connection, the same as above, through the in-process broker.
+``--scrape N`` measures N renders of ``/metrics`` (µs per scrape), which run on
+the event loop; the figure does not depend on the number of connections.
+
 Prints µs per delivery (best of ``--repeat``) and writes it to ``--out``.
 """
 
@@ -94,6 +100,46 @@ async def run(connections: int, broadcasts: int) -> dict[str, float]:
         return {"us_per_delivery": spent / deliveries * 1e6, "deliveries": deliveries}
 
 
+async def run_personal(publishes: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{Path(tmp) / 'hot.db'}", durable=False)
+        node = _node(store)
+        await node.start()
+        runtime = Runtime(node=node, settings=Settings(), secret="s" * 40)
+        conn = WebSocketConnection(runtime)
+        transport = CountingTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.user_id = "user-0"
+        conn.open = True
+        conn.cursor = StreamCursor(0)
+        conn.topics = {"everyone": StreamCursor(0)}
+        node.hub.add(conn)
+        message = "x" * 120
+        start = time.process_time()
+        for _ in range(publishes):
+            await node.publish(["user-0"], message)
+            runtime.outbox.flush()
+        spent = time.process_time() - start
+        await node.stop()
+        assert transport.written >= publishes * len(message), "frames were not written"
+        return {"us_per_delivery": spent / publishes * 1e6, "deliveries": publishes}
+
+
+async def run_scrape(scrapes: int) -> dict[str, float]:
+    from tidings.metrics import MetricsExporter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = _node(open_store(f"sqlite:///{Path(tmp) / 'hot.db'}", durable=False))
+        exporter = MetricsExporter(Runtime(node=node, settings=Settings(), secret="s" * 40))
+        exporter.render("")
+        start = time.process_time()
+        for _ in range(scrapes):
+            body, _ = exporter.render("")
+        spent = time.process_time() - start
+        assert b"tidings_deliveries_total" in body
+        return {"us_per_delivery": spent / scrapes * 1e6, "deliveries": scrapes}
+
+
 def _commit(where: Path) -> str:
     """The commit of the tidings tree measured (``git describe``), or "unknown"."""
     done = subprocess.run(
@@ -109,21 +155,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--broadcasts", type=int, default=200)
+    parser.add_argument("--personal", type=int, default=0, metavar="N", help="publishes instead")
+    parser.add_argument(
+        "--scrape", type=int, default=0, metavar="N", help="metrics renders instead"
+    )
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench/results/hotpath.json"))
     args = parser.parse_args()
-    runs = [asyncio.run(run(args.connections, args.broadcasts)) for _ in range(args.repeat)]
+    if args.scrape:
+        runs = [asyncio.run(run_scrape(args.scrape)) for _ in range(args.repeat)]
+    elif args.personal:
+        runs = [asyncio.run(run_personal(args.personal)) for _ in range(args.repeat)]
+    else:
+        runs = [asyncio.run(run(args.connections, args.broadcasts)) for _ in range(args.repeat)]
     best = min(r["us_per_delivery"] for r in runs)
+    if args.scrape:
+        shape: dict[str, int] = {"scrapes": args.scrape}
+        what = f"{args.scrape:,} metrics scrapes"
+    elif args.personal:
+        shape = {"personal_publishes": args.personal}
+        what = f"{args.personal:,} personal publishes"
+    else:
+        shape = {"connections": args.connections, "broadcasts": args.broadcasts}
+        what = f"{args.connections:,} connections x {args.broadcasts} broadcasts"
     result = {
         "commit": _commit(Path(tidings.__file__).resolve().parent),
-        "connections": args.connections,
-        "broadcasts": args.broadcasts,
+        **shape,
         "us_per_delivery_best": round(best, 3),
         "us_per_delivery_runs": [round(r["us_per_delivery"], 3) for r in runs],
     }
+    unit = "scrape" if args.scrape else "delivery"
     print(
-        f"{args.connections:,} connections x {args.broadcasts} broadcasts: "
-        f"{best:.3f} µs per delivery (best of {args.repeat}; tidings at {result['commit']})"
+        f"{what}: {best:.3f} µs per {unit} (best of {args.repeat}; tidings at {result['commit']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

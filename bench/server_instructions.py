@@ -8,6 +8,8 @@ where CPU seconds drift by ±20 % from run to run.
 
     .venv/bin/python -m bench.server_instructions --tree . --connections 1000
     .venv/bin/python -m bench.server_instructions --tree ../other-tree  # its own .venv
+    .venv/bin/python -m bench.server_instructions --personal --connections 50 --broadcasts 20 \
+        --server-arg=--publish-rate=0   # each client sends to itself: per stored notification
 
 The server runs under ``valgrind --tool=callgrind``; the counters are zeroed
 after the clients connected and a warm-up broadcast arrived, and dumped once
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from bench.tokens import mint
 from tidings.loadtest.httpclient import HttpPool
-from tidings.loadtest.wsclient import Endpoint, Tally, close_all, connect_many
+from tidings.loadtest.wsclient import Client, Endpoint, Tally, close_all, connect_many
 
 SECRET = "s" * 40
 
@@ -71,7 +73,9 @@ def _dumped_total(out: Path) -> int:
     raise RuntimeError(f"callgrind wrote no dump next to {out}")
 
 
-async def measure(tree: Path, connections: int, broadcasts: int) -> dict[str, object]:
+async def measure(
+    tree: Path, connections: int, broadcasts: int, *, personal: bool, extra: list[str]
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as data:
         out = Path(data) / "callgrind.out"
         port = _free_port()
@@ -93,6 +97,7 @@ async def measure(tree: Path, connections: int, broadcasts: int) -> dict[str, ob
             "warning",
             "--drain-grace",
             "0",
+            *extra,
         ]
         proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         try:
@@ -120,9 +125,24 @@ async def measure(tree: Path, connections: int, broadcasts: int) -> dict[str, ob
                 if tally.delivered < expected:
                     raise RuntimeError(f"{expected - tally.delivered} deliveries missing")
 
-            await broadcast(2)  # warm-up, not counted
+            async def sends(count: int) -> None:
+                """Each client sends ``count`` notifications to itself, one at a time."""
+
+                async def one(client: Client, user: str) -> None:
+                    for i in range(count):
+                        await client.call("sendNotification", {"userId": user, "message": f"m{i}"})
+
+                expected = tally.delivered + count * connections
+                clients = connected.clients
+                await asyncio.gather(*(one(c, f"user-{c.index}") for c in clients))
+                deadline = time.monotonic() + 300
+                while tally.delivered < expected and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+
+            work = sends if personal else broadcast
+            await work(2)  # warm-up, not counted
             _callgrind(proc.pid, "-z")
-            await broadcast(broadcasts)
+            await work(broadcasts)
             _callgrind(proc.pid, "-d")
             total = _dumped_total(out)
             http.close()
@@ -133,6 +153,8 @@ async def measure(tree: Path, connections: int, broadcasts: int) -> dict[str, ob
     deliveries = connections * broadcasts
     return {
         "tree": str(tree),
+        "workload": "personal" if personal else "topic",
+        "server_args": extra,
         "connections": connections,
         "broadcasts": broadcasts,
         "instructions": total,
@@ -144,12 +166,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=Path("."), help="a checkout with its .venv")
     parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--broadcasts", type=int, default=20)
+    parser.add_argument(
+        "--broadcasts", type=int, default=20, help="topic broadcasts, or sends per client"
+    )
+    parser.add_argument(
+        "--personal",
+        action="store_true",
+        help="each client sends --broadcasts notifications to itself (stored, acked, delivered)",
+    )
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra tidings serve flag (repeatable)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/server_instructions.json"))
     args = parser.parse_args()
-    result = asyncio.run(measure(args.tree.resolve(), args.connections, args.broadcasts))
+    extra = [part for arg in args.server_arg for part in arg.split("=", 1)]
+    result = asyncio.run(
+        measure(
+            args.tree.resolve(),
+            args.connections,
+            args.broadcasts,
+            personal=args.personal,
+            extra=extra,
+        )
+    )
+    what = "sends to itself" if args.personal else "topic broadcasts"
     print(
-        f"{args.connections:,} connections x {args.broadcasts} topic broadcasts: "
+        f"{args.connections:,} connections x {args.broadcasts} {what}: "
         f"{result['instructions_per_delivery']:,} instructions per delivery ({result['tree']})"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

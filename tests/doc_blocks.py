@@ -25,6 +25,8 @@ KINDS = {
     "toml": "passed to tidings config check (a settings file or a route table)",
     "nginx": "checked with nginx -t inside an http block",
     "haproxy": "checked with haproxy -c",
+    "yaml": "a Prometheus configuration, checked with promtool check config",
+    "promql": "each expression (one a line) checked with promtool check rules",
     "text": "skipped: illustrative output or a diagram",
 }
 SHELLS = {"sh", "bash", "console", "shell"}

@@ -392,6 +392,24 @@ def _haproxy_sections(text: str) -> dict[str, str]:
     return sections
 
 
+def run_prometheus_config(scene: Scene, block: Block) -> None:
+    require_program("promtool")
+    config = scene.tmp / "prometheus.yml"
+    config.write_text(block.text)
+    check(["promtool", "check", "config", str(config)], block)
+
+
+def run_promql(scene: Scene, block: Block) -> None:
+    """Each line's expression, its comment dropped, as a recording rule."""
+    require_program("promtool")
+    exprs = [line.split("#")[0].strip() for line in block.text.splitlines()]
+    rules = [{"record": f"doc:expr_{i}", "expr": e} for i, e in enumerate(exprs) if e]
+    assert rules, f"{block.where}: no expression"
+    path = scene.tmp / "rules.json"  # JSON is YAML
+    path.write_text(json.dumps({"groups": [{"name": "doc", "rules": rules}]}))
+    check(["promtool", "check", "rules", str(path)], block)
+
+
 def check(argv: list[str], block: Block) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, f"{block.where}:\n{done.stdout}{done.stderr}"
@@ -410,6 +428,8 @@ RUNS: dict[str, Callable[[Scene, Block], None]] = {
     "toml": nothing,
     "nginx": run_nginx,
     "haproxy": run_haproxy,
+    "yaml": run_prometheus_config,
+    "promql": run_promql,
     "text": nothing,
 }
 

@@ -65,15 +65,19 @@ class PrivatePostgres:
             "--no-sync", "-E", "UTF8",
         )  # fmt: skip
 
-    def start(self) -> None:
+    def start(self, command: str = "start", *extra: str) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1"
             f" -c unix_socket_directories={self.root} -c max_connections=100"
         )
         self._run(
             str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_path),
-            "-o", options, "-w", "-t", "60", "start",
+            "-o", options, "-w", "-t", "60", *extra, command,
         )  # fmt: skip
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (``fast``: sessions are told the server is shutting down) and start again."""
+        self.start("restart", "-m", mode)
 
     def stop(self, mode: str = "immediate") -> None:
         self._run(str(BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")

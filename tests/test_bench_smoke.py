@@ -94,22 +94,33 @@ def test_report_written(smoke: tuple[dict[str, Any], Path]) -> None:
         assert heading in report
 
 
-def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
-    out = tmp_path / "hotpath.json"
-    sizes = ["--connections", "20", "--broadcasts", "3", "--repeat", "2"]
+def bench_script(module: str, *args: str, timeout: float = 120) -> str:
+    """Run ``python -m <module> args``; its standard output (a failure fails the test)."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.hotpath", *sizes, "--out", str(out)],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_hot_path_script_measures_every_delivery(tmp_path: Path) -> None:
+    out = tmp_path / "hotpath.json"
+    sizes = ["--connections", "20", "--broadcasts", "3", "--repeat", "2"]
+    printed = bench_script("bench.hotpath", *sizes, "--out", str(out))
     result = json.loads(out.read_text())
     assert result["connections"] == 20 and len(result["us_per_delivery_runs"]) == 2
     assert result["us_per_delivery_best"] > 0
-    assert "µs per delivery" in done.stdout
+    assert "µs per delivery" in printed
+    printed = bench_script("bench.hotpath", "--personal", "5", "--repeat", "1", "--out", str(out))
+    assert json.loads(out.read_text())["personal_publishes"] == 5
+    assert "5 personal publishes" in printed
+    printed = bench_script("bench.hotpath", "--scrape", "3", "--repeat", "1", "--out", str(out))
+    assert json.loads(out.read_text())["scrapes"] == 3 and "µs per scrape" in printed
 
 
 def test_server_instruction_count_covers_the_broadcasts(tmp_path: Path) -> None:
@@ -117,15 +128,7 @@ def test_server_instruction_count_covers_the_broadcasts(tmp_path: Path) -> None:
         missing("valgrind", "bench/server_instructions.py runs the server under callgrind")
     out = tmp_path / "server_instructions.json"
     sizes = ["--connections", "3", "--broadcasts", "2"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.server_instructions", *sizes, "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    bench_script("bench.server_instructions", *sizes, "--out", str(out), timeout=300)
     result = json.loads(out.read_text())
     assert result["connections"] == 3 and result["broadcasts"] == 2
     # The script fails when a delivery is missing; the dump must hold the window's count.

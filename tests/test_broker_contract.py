@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -105,16 +106,6 @@ class TestRedisBroker(BrokerContract):
             assert len(mine.recorder.publications) == len(other.recorder.publications) == 1
         finally:
             await other.broker.stop()
-
-    async def test_unreachable_redis_fails_start(self) -> None:
-        broker = open_broker(f"redis://:hunter2@127.0.0.1:{free_port()}/0")
-        with pytest.raises(Unavailable, match="cannot reach Redis") as failure:
-            await broker.start(Recorder().on_publication, Recorder().on_state)
-        assert "hunter2" not in str(failure.value)
-        with pytest.raises(Unavailable):
-            await broker.publish([Publication("bob", 1, b"x")])
-        with pytest.raises(Unavailable):
-            await broker.ping()
 
     async def test_url_options(self) -> None:
         from tidings.broker.redis.broker import RedisBroker
@@ -216,6 +207,59 @@ async def test_redis_outage_is_reported_and_survived(own_redis: RedisServer) -> 
     finally:
         await sender.broker.stop()
         await receiver.broker.stop()
+
+
+async def test_redis_down_at_start_is_reported_then_joined(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node may start before its Redis: start() reports the link down instead
+    of failing, publishing and ping answer Unavailable, and once the server
+    answers the link comes up by itself and carries publications."""
+    require_driver("redis")
+    require_redis()
+    secret = open_broker(f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+    recorder = Recorder()
+    await secret.start(recorder.on_publication, recorder.on_state)
+    try:
+        assert recorder.states == [False]
+        assert "unreachable at start" in caplog.text and "hunter2" not in caplog.text
+        with pytest.raises(Unavailable):
+            await secret.publish([Publication("bob", 1, b"x")])
+        with pytest.raises(Unavailable):
+            await secret.ping()
+    finally:
+        await secret.stop()
+
+    server = RedisServer(free_port(), tmp_path / "redis.log")
+    url = f"redis://127.0.0.1:{server.port}/0"
+    early, late = Node(open_broker(url), Recorder()), Node(open_broker(url), Recorder())
+    try:
+        await early.broker.start(early.recorder.on_publication, early.recorder.on_state)
+        server.start()
+        await late.broker.start(late.recorder.on_publication, late.recorder.on_state)
+        await early.recorder.wait_state([False, True])
+        assert late.recorder.states == []
+        await early.broker.ping()
+        await late.broker.publish([Publication("bob", 1, b"joined")])
+        assert await early.recorder.wait_for(1) == [Publication("bob", 1, b"joined")]
+    finally:
+        await early.broker.stop()
+        await late.broker.stop()
+        server.kill()
+
+
+async def test_redis_refusing_the_node_fails_start() -> None:
+    """Bad credentials are an answer, not an outage: start fails at once,
+    naming the server, without the password."""
+    require_driver("redis")
+    shared = urlsplit(require_redis())
+    where = f"{shared.hostname}:{shared.port or 6379}"
+    broker = open_broker(f"redis://tidings-test-nobody:hunter2@{where}/0")
+    with pytest.raises(
+        Unavailable, match="refused this node: invalid username-password"
+    ) as failure:
+        await broker.start(Recorder().on_publication, Recorder().on_state)
+    assert "hunter2" not in str(failure.value)
 
 
 async def test_silent_redis_is_detected_by_ping(own_redis: RedisServer) -> None:

@@ -177,6 +177,11 @@ async def test_seq_6_whose_5_never_comes_is_completed_from_the_store(node: Node)
     node.hub.deliver(five)  # the broker's late copy
     assert conn.seqs == [5, 6, 7]
     assert [f["message"] for f in conn.frames if f["type"] == "notification"] == ["m0", "m1", "m2"]
+    assert (node.catchup.replays, node.catchup.gap_repairs, node.catchup.outage_repairs) == (
+        1,
+        1,
+        0,
+    )
 
 
 async def test_every_connection_of_the_user_gets_the_same_order(node: Node) -> None:
@@ -223,6 +228,7 @@ async def test_a_live_only_connection_gets_what_an_outage_swallowed(node: Node) 
     node.hub.deliver(lost[-1])
     await asyncio.sleep(GAP_WAIT * 2)
     assert conn.seqs == [1, 2, 3]
+    assert node.catchup.outage_repairs == 1 and node.catchup.replayed == 3
 
 
 async def test_what_the_broker_refused_goes_to_local_sockets_and_out_again(node: Node) -> None:
@@ -234,6 +240,7 @@ async def test_what_the_broker_refused_goes_to_local_sockets_and_out_again(node:
     await publish(node, "alice", 1)
     assert conn.seqs == [1, 2, 3] and other.seqs == [1]  # this node's sockets: at once
     assert broker.sent == []
+    assert node.broker_failures == 4  # one per publish
     broker.set_down(False)
     await asyncio.sleep(0.05)
     # Other nodes get the latest per user; a gap there makes them read the rest.

@@ -2,9 +2,12 @@
 
 A real filesystem, no fake disk: a 4 MiB tmpfs mounted for the test (this
 needs root) holds the database. Once a filler file takes every free byte,
-publishing answers 503 ``unavailable`` naming the full disk and the file,
-nothing is stored or acked, reads still answer and ``/readyz`` is 503; once
-the filler is gone, readiness and publishing come back without a restart.
+publishing answers 503 ``unavailable`` naming the full disk and the file
+(over the WebSocket, an ``unavailable`` error frame), nothing is stored or
+acked, reads still answer and ``/readyz`` is 503; once the filler is gone,
+readiness and publishing come back without a restart.
+A subscriber connected throughout gets every acked notification once, in
+order.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ledger import Ledger
 from tests.server import ServerProcess
 from tests.services import missing
+from tests.test_multinode import Client, OneNode
 
 
 @pytest.fixture
@@ -66,12 +71,19 @@ async def test_full_disk_refuses_writes_and_recovers(small_disk: Path, tmp_path:
     server = ServerProcess(tmp_path / "data", env={"TIDINGS_DB": f"sqlite:///{database}"})
     server.start()
     headers = {"Authorization": f"Bearer {server.token('backend', admin=True)}"}
+    ledger = Ledger()
+    bob = Client("bob", OneNode(server), server)
+    ledger.follow("bob", "bob", bob.frames)
+    await bob.start()
     try:
         async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
 
             async def publish(message: str) -> httpx.Response:
                 body = {"userId": "bob", "message": message}
-                return await http.post("/v1/notifications", json=body)
+                response = await http.post("/v1/notifications", json=body)
+                if response.status_code == 201:
+                    ledger.ack(message, ["bob"])
+                return response
 
             async def stored() -> list[str]:
                 inbox = await http.get("/v1/users/bob/inbox")
@@ -94,6 +106,9 @@ async def test_full_disk_refuses_writes_and_recovers(small_disk: Path, tmp_path:
             assert ready.status_code == 503, ready.text
             assert "disk full" in ready.json()["store"], ready.text
             assert (await publish("still full")).status_code == 503
+            reply = await bob.send("bob", "ws full")
+            assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+            assert "disk full" in reply["message"], reply
             lines = [line for line in server.log().splitlines() if "store writes failing" in line]
             assert lines and "disk full" in lines[0] and str(database) in lines[0], lines
 
@@ -103,7 +118,17 @@ async def test_full_disk_refuses_writes_and_recovers(small_disk: Path, tmp_path:
                 assert time.monotonic() < deadline, ready.text
                 await asyncio.sleep(0.1)
             assert (await publish("after")).status_code == 201
-            assert await stored() == ["after", "before"]
+            assert (await bob.send("bob", "ws after"))["type"] == "ack"
+            ledger.ack("ws after", ["bob"])
+            assert await stored() == ["after", "before", "ws after"]
             assert "store writes work again" in server.log()
+            deadline = time.monotonic() + 5
+            while ledger.missing("bob") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            counts = ledger.count(stored=[("bob", message) for message in await stored()])
+            assert counts.acked == 3, counts
+            counts.check()
+            assert not bob.errors
     finally:
+        await bob.close()
         server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.ledger import Ledger
 from tests.server import ServerProcess
 from tests.wsclient import open_ws, recv_json, recv_until, send_json
 
@@ -23,11 +24,13 @@ async def test_kill_9_after_acks_loses_nothing(tmp_path: Path) -> None:
                 },
             )
     acked = []
+    ledger = Ledger()
     for ws in senders:
         for _ in range(200):
             frame = await recv_json(ws)
             assert frame["type"] == "ack"
             acked.append(frame["notificationId"])
+            ledger.ack(frame["notificationId"], ["bob"])
     server.kill()  # SIGKILL, no shutdown path at all
 
     again = ServerProcess(tmp_path / "data", port=server.port).start()
@@ -37,6 +40,9 @@ async def test_kill_9_after_acks_loses_nothing(tmp_path: Path) -> None:
         stored = [f["notificationId"] for f in frames if f["type"] == "notification"]
         assert sorted(stored) == sorted(acked)
         assert [f["seq"] for f in frames[:-1]] == list(range(1, 1001))
+        received = ledger.follow("bob", "bob")
+        received += [(f["seq"], f["notificationId"]) for f in frames[:-1]]
+        ledger.count().check()
         await bob.close()
     finally:
         again.stop()

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -28,6 +28,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from tests.ledger import Ledger
 from tests.server import SECRET, ServerProcess, free_port
 from tests.services import require_postgres, require_redis
 from tests.test_broker_contract import RedisServer
@@ -131,11 +132,23 @@ def admin_headers() -> dict[str, str]:
 # -- clients ------------------------------------------------------------------
 
 
+class Pool(Protocol):
+    live: list[ServerProcess]
+    """The nodes a client may reconnect to."""
+
+
+class OneNode:
+    """A single server as the pool: clients reconnect to it."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.live = [server]
+
+
 class Client:
     """One connection of one user, following the protocol's rules."""
 
     def __init__(
-        self, user: str, nodes: Nodes, first: ServerProcess, *, live_only: bool = False
+        self, user: str, nodes: Pool, first: ServerProcess, *, live_only: bool = False
     ) -> None:
         self.user = user
         self.live_only = live_only
@@ -145,6 +158,10 @@ class Client:
         self.token = mint(SECRET, user, ttl_seconds=3600)
         self.seqs: list[int] = []
         self.messages: list[str] = []
+        self.frames: list[tuple[int, str]] = []
+        """``(seq, message)`` of every personal notification frame, duplicates included."""
+        self.broadcasts: list[tuple[int, str]] = []
+        """The same for the ``everyone`` topic, replayed from its start."""
         self.errors: list[str] = []
         self.closes: list[int] = []
         self.connects = 0
@@ -160,7 +177,9 @@ class Client:
 
     async def connect(self, node: ServerProcess) -> None:
         since = None if self.live_only and not self.connects else self.last
-        self.ws = await open_ws(node.ws_url, token=self.token, since=since)
+        everyone = max((seq for seq, _ in self.broadcasts), default=0)
+        topics = None if since is None else f"everyone:{everyone}"
+        self.ws = await open_ws(node.ws_url, token=self.token, since=since, topics=topics)
         self.node = node
         self.connects += 1
         self.connected.set()
@@ -204,8 +223,11 @@ class Client:
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "notification":
+        if kind == "notification" and frame.get("topic") == "everyone":
+            self.broadcasts.append((frame["seq"], frame["message"]))
+        elif kind == "notification":
             seq = frame["seq"]
+            self.frames.append((seq, frame["message"]))
             if seq != self.last + 1:
                 what = "duplicate" if seq <= self.last else "gap"
                 self.errors.append(f"{what}: seq {seq} after {self.last}")
@@ -356,6 +378,44 @@ async def publish_http(
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+async def broadcast(nodes: Nodes, ledger: Ledger, until: Callable[[], bool]) -> None:
+    """Publish to ``everyone`` over the live nodes in turn, one at a time, until
+    ``until()``; a node that fails is left for the next, same key."""
+    async with httpx.AsyncClient(headers=admin_headers(), timeout=10) as http:
+        n = 0
+        while not until():
+            message = f"b{n}"
+            for attempt in range(200):
+                node = nodes.live[(n + attempt) % len(nodes.live)]
+                try:
+                    response = await http.post(
+                        node.url + "/v1/notifications",
+                        json={"topic": "everyone", "message": message},
+                        headers={"Idempotency-Key": message},
+                    )
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+                    continue
+                if response.status_code == 201:
+                    break
+                assert response.status_code == 503, response.text
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"broadcast {message} failed on every node")
+            ledger.ack(message, ["everyone"])
+            n += 1
+            await asyncio.sleep(0.02)
+
+
+def check_broadcasts(ledger: Ledger, clients: list[Client]) -> None:
+    """Every client has every acked broadcast once, in order."""
+    for i, client in enumerate(clients):
+        ledger.follow(f"{client.user}/{i}", "everyone", client.broadcasts)
+    counts = ledger.count()
+    print(f"everyone: {counts}")
+    counts.check()
+
+
 async def publish_ws(
     clients: dict[str, Client], jobs: list[tuple[str, str, str]], progress: Progress
 ) -> None:
@@ -393,6 +453,14 @@ async def wait_complete(clients: list[Client], plan: Plan, timeout: float = 30) 
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.3)
+    ledger = Ledger()
+    for user, messages in plan.expected.items():
+        for message in messages:
+            ledger.ack(message, [user])
+    for i, c in enumerate(clients):
+        ledger.follow(f"{c.user}/{i}", c.user, c.frames)
+    counts = ledger.count()
+    print(f"\n{counts}")
     problems = []
     for c in clients:
         expected = plan.expected[c.user]
@@ -402,7 +470,8 @@ async def wait_complete(clients: list[Client], plan: Plan, timeout: float = 30) 
             problems.append(f"{c.user}: got {len(c.seqs)} of {len(expected)}, last {c.last}")
         elif sorted(c.messages) != sorted(expected):
             problems.append(f"{c.user}: wrong messages")
-    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:20])
+    assert not problems, f"{len(problems)} problems, {counts}:\n" + "\n".join(problems[:20])
+    counts.check()
 
 
 def spread(users: list[str], nodes: Nodes, *, second_every: int = 5) -> list[Client]:
@@ -482,13 +551,19 @@ async def test_a_node_killed_mid_stream_its_clients_resume_elsewhere(
 ) -> None:
     group = nodes(3)
     victim = group.all[0]
+    ledger = Ledger()
 
     async def kill_a_node(progress: Progress) -> None:
         await progress.reached(0.4)
         group.retire(victim)
         victim.kill()
 
-    clients = await run_stream(group, users=300, total=5_000, during=kill_a_node)
+    async def disturb(progress: Progress) -> None:
+        done = lambda: progress.done >= 0.8 * progress.total  # noqa: E731
+        await asyncio.gather(kill_a_node(progress), broadcast(group, ledger, done))
+
+    clients = await run_stream(group, users=300, total=5_000, during=disturb)
+    check_broadcasts(ledger, clients)
     moved = [c for c in clients if c.closes]
     assert moved and all(c.node is not victim for c in clients)
     assert all(code == 1006 for c in moved for code in c.closes)

@@ -1,11 +1,13 @@
-"""PostgreSQL lost under the store: stopped under publish load, or a COMMIT
-that never gets its answer.
+"""PostgreSQL lost under the store: stopped or restarted under publish load,
+down when the node starts, or a COMMIT that never gets its answer.
 
 Publishers over HTTP and WebSocket keep sending while the server is stopped
 with ``pg_ctl stop -m immediate`` (connections cut mid-statement and mid-
-COMMIT). Every failure must be the documented ``unavailable`` (HTTP 503),
-never ``internal``; every acked notification must be in the store once it is
-back; and the node must publish again without a restart.
+COMMIT) or restarted with ``pg_ctl restart -m fast`` (sessions told the
+server shuts down). Every failure must be the documented ``unavailable``
+(HTTP 503), never ``internal``; every acked notification must be in the store
+once it is back and reach its user's subscribers once, in order; and the node
+must publish again without a restart.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ import orjson
 import pytest
 
 from tests.fault_proxy import FaultProxy
+from tests.ledger import Ledger
 from tests.private_postgres import PrivatePostgres, private_postgres
 from tests.server import ServerProcess
 from tests.store_contract import request
+from tests.test_multinode import Client, OneNode, connect_all
 from tests.wsclient import open_ws
-from tidings.core.errors import Unavailable
+from tidings.core.errors import Unavailable, Unreachable
 from tidings.store import open_store
+from tidings.store.waiting import open_store_waiting
 
 __all__ = ["private_postgres"]
 
@@ -34,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 HTTP_PUBLISHERS = 32
 RECIPIENTS = 5
+FANOUT_USERS = 40
 WS_SENDERS = 12
 
 
@@ -47,11 +53,13 @@ class Tally:
         self.acked: set[str] = set()
         self.acked_by: dict[str, set[str]] = collections.defaultdict(set)
         """Which publishers had an ack, by phase."""
+        self.ledger = Ledger()
 
-    def ok(self, publisher: str, notification_id: str) -> None:
+    def ok(self, publisher: str, notification_id: str, message: str, users: list[str]) -> None:
         self.codes[self.phase, "ok"] += 1
         self.acked.add(notification_id)
         self.acked_by[self.phase].add(publisher)
+        self.ledger.ack(message, users)
 
     def error(self, code: str, message: str) -> None:
         self.codes[self.phase, code] += 1
@@ -66,12 +74,13 @@ async def http_publisher(
         n = 0
         while not stop.is_set():
             n += 1
-            users = [f"user{(n + k) % 40}" for k in range(RECIPIENTS)]
+            users = [f"user{(n + k) % FANOUT_USERS}" for k in range(RECIPIENTS)]
+            message = f"{name}-{n}"
             response = await http.post(
-                server.url + "/v1/notifications", json={"userIds": users, "message": name}
+                server.url + "/v1/notifications", json={"userIds": users, "message": message}
             )
             if response.status_code == 201:
-                tally.ok(name, response.json()["notificationId"])
+                tally.ok(name, response.json()["notificationId"], message, users)
                 continue
             try:
                 error = response.json()["error"]
@@ -94,7 +103,7 @@ async def ws_sender(server: ServerProcess, name: str, tally: Tally, stop: asynci
             while reply.get("requestId") != n:  # its own notifications come in too
                 reply = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
             if reply["type"] == "ack":
-                tally.ok(name, reply["notificationId"])
+                tally.ok(name, reply["notificationId"], frame["message"], [name])
             else:
                 tally.error(reply["code"], reply["message"])
                 await asyncio.sleep(0.02)
@@ -102,14 +111,33 @@ async def ws_sender(server: ServerProcess, name: str, tally: Tally, stop: asynci
         await ws.close()
 
 
-async def stored_ids(url: str) -> set[str]:
+async def stored(url: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """The ids, and the ``(user, message)`` pairs, of every stored notification."""
     import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
     conn = await asyncpg.connect(url)
     try:
-        return {row["id"] for row in await conn.fetch("SELECT id FROM tidings.notifications")}
+        rows = await conn.fetch("SELECT id, user_id, message FROM tidings.notifications")
     finally:
         await conn.close()
+    return {row["id"] for row in rows}, {(row["user_id"], row["message"]) for row in rows}
+
+
+async def subscribers(server: ServerProcess, ledger: Ledger, users: list[str]) -> list[Client]:
+    """One connection with ``since`` per user, counted by ``ledger``."""
+    clients = [Client(user, OneNode(server), server) for user in users]
+    for client in clients:
+        ledger.follow(client.user, client.user, client.frames)
+    await connect_all(clients)
+    return clients
+
+
+async def all_received(ledger: Ledger, timeout: float = 20) -> None:
+    """Until every subscriber has what was acked to its user (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while any(ledger.missing(name) for name in ledger.frames) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # time for a duplicate to show
 
 
 async def wait_ready(server: ServerProcess, timeout: float = 20) -> int:
@@ -122,8 +150,9 @@ async def wait_ready(server: ServerProcess, timeout: float = 20) -> int:
             await asyncio.sleep(0.1)
 
 
-async def test_postgres_stopped_under_load(
-    private_postgres: PrivatePostgres, tmp_path: Path
+@pytest.mark.parametrize("fault", ["stopped", "restarted"])
+async def test_postgres_lost_under_load(
+    private_postgres: PrivatePostgres, tmp_path: Path, fault: str
 ) -> None:
     server = ServerProcess(
         tmp_path / "data", env={"TIDINGS_DB": f"{private_postgres.url}?schema=tidings"}
@@ -131,6 +160,8 @@ async def test_postgres_stopped_under_load(
     tally = Tally()
     stop = asyncio.Event()
     names = [f"http{i}" for i in range(HTTP_PUBLISHERS)] + [f"ws{i}" for i in range(WS_SENDERS)]
+    users = [f"user{i}" for i in range(FANOUT_USERS)] + [n for n in names if n.startswith("ws")]
+    watching = await subscribers(server, tally.ledger, users)
     load: list[asyncio.Task[Any]] = [
         asyncio.create_task(
             (http_publisher if name.startswith("http") else ws_sender)(server, name, tally, stop)
@@ -147,15 +178,19 @@ async def test_postgres_stopped_under_load(
         await all_acked("before")
         await asyncio.sleep(0.5)
         tally.phase = "down"
-        await asyncio.to_thread(private_postgres.stop, "immediate")
-        await asyncio.sleep(1.5)
-        await asyncio.to_thread(private_postgres.start)
+        if fault == "stopped":
+            await asyncio.to_thread(private_postgres.stop, "immediate")
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(private_postgres.start)
+        else:
+            await asyncio.to_thread(private_postgres.restart, "fast")
         tally.phase = "after"
         await all_acked("after")
     finally:
         stop.set()
         await asyncio.gather(*load, return_exceptions=True)
     try:
+        await all_received(tally.ledger)
         figures = dict(sorted(tally.codes.items()))
         print(f"\nanswers by (phase, code): {figures}\nerror messages: {dict(tally.messages)}")
         for task in load:
@@ -165,11 +200,17 @@ async def test_postgres_stopped_under_load(
         assert tally.acked_by["before"] == set(names), figures
         assert tally.codes["down", "unavailable"] > 0, figures
         unanswered = set(names) - tally.acked_by["after"]
-        assert not unanswered, f"no ack after the restart for {sorted(unanswered)}"
-        missing = tally.acked - await stored_ids(private_postgres.url)
+        assert not unanswered, f"no ack after the {fault} server for {sorted(unanswered)}"
+        ids, pairs = await stored(private_postgres.url)
+        missing = tally.acked - ids
         assert not missing, f"{len(missing)} acked notifications are not stored"
+        counts = tally.ledger.count(stored=pairs)
+        print(counts)
+        counts.check()
+        assert not [c.errors for c in watching if c.errors]
         assert await wait_ready(server) == 200
     finally:
+        await asyncio.gather(*(c.close() for c in watching))
         server.stop()
 
 
@@ -202,3 +243,61 @@ async def test_commit_without_an_answer_is_an_unknown_outcome(
     finally:
         await store.close()
         await proxy.stop()
+
+
+async def test_postgres_down_at_start_is_waited_for(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A node started before its database logs what it waits for, then starts
+    once the server answers, and serves."""
+    await asyncio.to_thread(private_postgres.stop, "fast")
+    db = f"{private_postgres.url}?schema=tidings"
+    server = ServerProcess(tmp_path / "early", "--store-wait", "30", env={"TIDINGS_DB": db})
+    starting = asyncio.create_task(asyncio.to_thread(server.start, 40))
+    deadline = time.monotonic() + 15
+    while "waiting for the store" not in server.log():
+        assert time.monotonic() < deadline and not starting.done(), server.log()
+        await asyncio.sleep(0.1)
+    line = next(line for line in server.log().splitlines() if "waiting for the store" in line)
+    assert f"127.0.0.1:{private_postgres.port}" in line and "seconds_left" in line, line
+    await asyncio.sleep(1)
+    assert not starting.done()
+    await asyncio.to_thread(private_postgres.start)
+    await starting
+    ledger = Ledger()
+    watching = await subscribers(server, ledger, ["bob"])
+    try:
+        headers = {"Authorization": f"Bearer {server.token('backend', admin=True)}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+            for i in range(20):
+                body = {"userId": "bob", "message": f"m{i}"}
+                response = await http.post("/v1/notifications", json=body)
+                assert response.status_code == 201, response.text
+                ledger.ack(f"m{i}", ["bob"])
+        await all_received(ledger)
+        ledger.count(stored=(await stored(private_postgres.url))[1]).check()
+        assert "store reachable" in server.log()
+    finally:
+        await asyncio.gather(*(c.close() for c in watching))
+        server.stop()
+
+
+async def test_waiting_for_postgres_is_bounded_and_a_refusal_is_not_waited_for(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """A database that never comes: exit 1 after ``--store-wait``, naming the
+    server. A server that answers with a refusal: no wait at all."""
+    refused = open_store(f"postgresql://nobody@127.0.0.1:{private_postgres.port}/postgres")
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match='role "nobody" does not exist') as failure:
+        await open_store_waiting(refused, wait=30)
+    assert not isinstance(failure.value, Unreachable)
+    assert time.monotonic() - started < 10  # not the 30 s wait
+
+    await asyncio.to_thread(private_postgres.stop, "fast")
+    db = f"{private_postgres.url}?schema=tidings"
+    never = ServerProcess(tmp_path / "never", "--store-wait", "1", env={"TIDINGS_DB": db})
+    with pytest.raises(RuntimeError, match="server exited with 1"):
+        await asyncio.to_thread(never.start, 20)
+    assert f"cannot open PostgreSQL store at '{private_postgres.url}" in never.log()
+    assert "Connection refused (gave up after waiting 1 s)" in never.log(), never.log()

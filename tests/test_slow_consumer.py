@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.server import ServerProcess
@@ -28,6 +28,23 @@ async def wait_for_log(server: ServerProcess, text: str, timeout: float = 20.0) 
         await asyncio.sleep(0.05)
 
 
+async def open_stalled(server: ServerProcess, user: str) -> ClientConnection:
+    """A connection of ``user`` that stops reading at once, with a small
+    receive buffer: it fills after a few frames."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    slow = await connect(
+        f"{server.ws_url}?token={server.token(user)}",
+        sock=sock,
+        max_size=None,
+        max_queue=None,
+        ping_interval=None,
+    )
+    slow.transport.pause_reading()
+    return slow
+
+
 async def test_a_slow_consumer_gets_the_1008_close_then_recovers_everything_with_since(
     tmp_path: Path,
 ) -> None:
@@ -35,17 +52,7 @@ async def test_a_slow_consumer_gets_the_1008_close_then_recovers_everything_with
         tmp_path / "slow", "--user-send", "any", "--send-buffer-limit", "65536"
     ).start()
     try:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few frames
-        sock.connect(("127.0.0.1", server.port))
-        slow = await connect(
-            f"{server.ws_url}?token={server.token('sloth')}",
-            sock=sock,
-            max_size=None,
-            max_queue=None,
-            ping_interval=None,
-        )
-        slow.transport.pause_reading()  # stops reading; its receive buffer fills
+        slow = await open_stalled(server, "sloth")
 
         sender = await open_ws(server.ws_url, token=server.token("alice"))
         for i in range(COUNT):

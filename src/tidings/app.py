@@ -30,12 +30,14 @@ from tidings.config import Settings
 from tidings.core.frames import text_frame
 from tidings.jwks import JwksSource
 from tidings.logs import redact_url
+from tidings.metrics import MetricsExporter
 from tidings.node import Node
 from tidings.store import open_store
 from tidings.web.closing import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
 from tidings.web.limits import BearerFirst, LimitedHttpProtocol, RequestLimits
+from tidings.web.metrics_route import mount_metrics
 from tidings.web.presence import presence_router
 from tidings.web.revocation import Revoker, revocation_router
 from tidings.web.runtime import Runtime
@@ -105,8 +107,12 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
             "INSECURE: --allow-user-id accepts ?userId= without a token; anyone can "
             "connect as any user. Use it only for the seed's client during migration."
         )
+    metrics = MetricsExporter(runtime) if settings.metrics else None
+    metrics_address = settings.metrics_address
+    if metrics is not None and metrics_address is not None:
+        metrics_address = (metrics_address[0], metrics.listen(*metrics_address))
     node = runtime.node
-    await node.start()
+    await node.start(store_wait=settings.store_wait)
     jwks = None
     if settings.jwks_url:
         jwks = JwksSource(
@@ -125,12 +131,16 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     app = build_app(runtime)
     app.include_router(presence_router(cluster))
     app.include_router(revocation_router(revoker))
+    if metrics is not None and metrics_address is None:
+        mount_metrics(app, metrics.render)
     gateway = install_gateway(
         app, settings.gateway, runtime.keys, cluster, settings.max_frame_bytes
     )
     runtime.gateway = gateway
     # Innermost (appended, not added): inside CORS, so a 401 carries its headers.
-    app.user_middleware.append(Middleware(BearerFirst, keys=runtime.keys))
+    app.user_middleware.append(
+        Middleware(BearerFirst, keys=runtime.keys, counters=runtime.counters)
+    )
     limits = RequestLimits(
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
@@ -138,6 +148,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
         max_incomplete=settings.max_incomplete_requests,
+        counters=runtime.counters,
     )
     background = [
         asyncio.create_task(
@@ -172,6 +183,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
             "store": redact_url(settings.store_url),
             "broker": settings.broker,
             "durable": settings.durable,
+            "metrics": _metrics_url(metrics, metrics_address, f"http://{host}:{port}"),
         },
     )
     try:
@@ -184,7 +196,20 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
             await jwks.close()
         await cluster.stop()
         await node.stop()
+        if metrics is not None:
+            metrics.close()
         log.info("stopped")
+
+
+def _metrics_url(
+    metrics: MetricsExporter | None, address: tuple[str, int] | None, main: str
+) -> str | None:
+    if metrics is None:
+        return None
+    if address is None:
+        return main + "/metrics"
+    host, port = address
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
 def tune_gc() -> None:

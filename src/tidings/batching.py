@@ -10,8 +10,11 @@ fsync covers many acks.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from tidings.core.histogram import Batches
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -25,6 +28,9 @@ class GroupCommitter(Generic[T, R]):
         self._max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._drainer: asyncio.Task[None] | None = None
+        self.batches = Batches()
+        """Latency and size of every batch flushed (for metrics): one pair of
+        observations per batch, not per item."""
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` for the next batch and wait for its own result."""
@@ -44,6 +50,7 @@ class GroupCommitter(Generic[T, R]):
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                started = time.perf_counter()
                 try:
                     results = await self._flush([item for item, _ in batch])
                 except Exception as exc:
@@ -51,6 +58,9 @@ class GroupCommitter(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
+                finally:
+                    self.batches.latency.observe(time.perf_counter() - started)
+                    self.batches.sizes.observe(len(batch))
                 for (_, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue

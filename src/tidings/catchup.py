@@ -60,6 +60,16 @@ class CatchUp:
         broker outage ended while it ran)."""
         self._loaded: set[str] = set()
         """Connections whose subscriptions are loaded, for their replay to start."""
+        self.replays = 0
+        """Connections that asked for a replay (``since``) since start (for metrics)."""
+        self.replayed = 0
+        """Notifications written from the store: replays and repairs alike."""
+        self.gap_repairs = 0
+        """Repairs started by a seq jump (a frame the broker lost or delayed)."""
+        self.outage_repairs = 0
+        """Streams found behind the store after a broker outage, and synced."""
+        self.failures = 0
+        """Connections closed (1011) because their streams could not be caught up."""
 
     # -- a new connection ------------------------------------------------------
 
@@ -83,6 +93,7 @@ class CatchUp:
         """The connection is in the hub: follow its topics, replay if asked."""
         self._spawn(self._follow(conn, replaying=since is not None))
         if since is not None:
+            self.replays += 1
             self._spawn(self.sync(conn, since=since, topics=dict(topics)))
         elif not broker_up:
             self._spawn(self.set_baselines([conn]))
@@ -113,6 +124,7 @@ class CatchUp:
     def on_gap(self, conn: Connection, topic: str | None) -> None:
         if (conn.id, topic) in self._syncing:
             return
+        self.gap_repairs += 1
         if topic is None:
             self._spawn(self.sync(conn, wait=self.gap_wait))
         else:
@@ -259,6 +271,7 @@ class CatchUp:
                     if (conn.id, None) in self._syncing:
                         self._stale.add(conn.id)
                     else:
+                        self.outage_repairs += 1
                         conn.cursor.syncing = True
                         self._spawn(self.sync(conn))
         for topic in {topic for conn in self.hub for topic in conn.topics}:
@@ -270,6 +283,7 @@ class CatchUp:
             for conn in self.hub:
                 cursor = conn.topics.get(topic)
                 if cursor is not None and cursor.last is not None and page.head > cursor.last:
+                    self.outage_repairs += 1
                     self._spawn(self._repair_topic(conn, topic))
 
     async def _repair_topic(self, conn: Connection, topic: str) -> None:
@@ -302,10 +316,13 @@ class CatchUp:
             page = await read(cursor.last if cursor.last is not None else 0)
             if first_trimmed is None:
                 first_trimmed = page.trimmed
+            written = 0
             for item in page.items:
                 if cursor.last is None or item.seq > cursor.last:
                     conn.write_frame(self.encode(notification_frame(item)))
                     cursor.delivered(item.seq)
+                    written += 1
+            self.replayed += written
             if len(page.items) < PAGE_LIMIT:
                 cursor.skip_to(page.head)
                 return page, first_trimmed
@@ -319,10 +336,10 @@ class CatchUp:
             conn.write_frame(frame)
         return more
 
-    @staticmethod
-    def _give_up(conn: Connection, exc: Exception) -> None:
+    def _give_up(self, conn: Connection, exc: Exception) -> None:
         """Never leave a connection syncing for good (it would receive nothing):
         close it, and the client resumes with ``since``."""
+        self.failures += 1
         if isinstance(exc, Unavailable):
             log.error(
                 "sync failed, closing connection",

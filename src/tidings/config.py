@@ -36,6 +36,9 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     db: str | None = None
     """Store URL; None means ``sqlite:///<data_dir>/tidings.db``."""
+    store_wait: float = 30.0
+    """Seconds to wait at start for a store server that does not answer yet
+    (PostgreSQL starting with the node); 0: fail at once."""
     broker: str = "memory://"
     secret: str | None = None
     """None means the one kept in the data directory (generated on first use)."""
@@ -131,6 +134,11 @@ class Settings:
     node_ttl: float = 10.0
     """Seconds after a node's last heartbeat (in Redis) before its peers count it dead."""
     log_level: str = "info"
+    metrics: bool = True
+    """Serve Prometheus metrics at ``/metrics``."""
+    metrics_listen: str = ""
+    """``host:port`` of a listener serving only the metrics (kept off the
+    balancer); empty: ``/metrics`` on the main port."""
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     """API Gateway compatibility: routes to HTTP integrations, stage, SigV4 keys."""
 
@@ -143,6 +151,20 @@ class Settings:
         if self.user_send is not None:
             return self.user_send
         return "any" if self.allow_user_id or self.dev_login else "self"
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """``metrics_listen`` as (host, port); None for the main port."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(
+                f"--metrics-listen must be HOST:PORT (e.g. 127.0.0.1:9090), "
+                f"not {self.metrics_listen!r}"
+            )
+        return host, int(port)
 
     @property
     def multi_node(self) -> bool:
@@ -169,10 +191,12 @@ class Settings:
                 "--token-issuer and --token-audience check tokens signed with --jwks-url keys; "
                 "set --jwks-url too"
             )
-        for name in ("ping_interval", "ping_timeout", "drain_grace"):
+        for name in ("ping_interval", "ping_timeout", "drain_grace", "store_wait"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         TrustedProxies(self.forwarded_allow_ips)  # refuses what is not an address
+        if self.metrics_address is not None and not self.metrics:
+            raise ConfigError("--metrics-listen serves the metrics, which --metrics off turns off")
 
     def resolve_secret(self) -> str:
         """The explicit secret, or the data directory's (created on first use)."""

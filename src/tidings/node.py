@@ -21,6 +21,7 @@ import orjson
 from tidings.broker.base import Broker
 from tidings.catchup import CatchUp
 from tidings.core.errors import BadRequest, Forbidden, Unavailable
+from tidings.core.histogram import LATENCY_BUCKETS, Histogram
 from tidings.core.inbox import EVERYONE, Mark, check_topic
 from tidings.core.models import (
     Counts,
@@ -34,6 +35,7 @@ from tidings.core.revocation import CHANNEL as REVOCATIONS
 from tidings.core.tokens import Identity
 from tidings.hub import Connection, Hub
 from tidings.store.base import Expired, Store
+from tidings.store.waiting import open_store_waiting
 
 log = logging.getLogger("tidings.node")
 
@@ -93,9 +95,21 @@ class Node:
         """Per user (or topic), the latest publication the broker could not send; sent
         when it is back."""
         self._unsent_full = False
+        self.published = {"personal": 0, "list": 0, "topic": 0}
+        """Publish requests stored, by kind: one user, several users, a topic (for
+        metrics). A repeat of an idempotency key is not one of them."""
+        self.repeats = 0
+        """Publish requests answered with the first result of their idempotency key."""
+        self.publish_latency = Histogram(LATENCY_BUCKETS)
+        """Seconds from a publish call to committed and pushed to this node's
+        connections: what the sender waits for its ack or HTTP answer."""
+        self.broker_failures = 0
+        """Broker publishes that failed (``Unavailable``); what they carried is stored."""
 
-    async def start(self) -> None:
-        await self.store.open()
+    async def start(self, *, store_wait: float = 0) -> None:
+        """Open the store (waiting up to ``store_wait`` seconds for a server that
+        does not answer yet), then the broker."""
+        await open_store_waiting(self.store, wait=store_wait)
         await self.broker.start(self.hub.deliver, self._on_broker_state)
 
     async def stop(self) -> None:
@@ -147,6 +161,7 @@ class Node:
     ) -> PublishResult:
         """Store for every recipient in one transaction (or once in ``topic``'s
         stream), then push; returns after both."""
+        started = time.perf_counter()
         request = new_request(
             recipients,
             message,
@@ -173,6 +188,13 @@ class Node:
                     # Committed: the answer must say so. Connections that miss
                     # the push find the gap at their next frame or reconnect.
                     log.exception("push after commit failed", extra={"id": result.id})
+                kind = (
+                    "topic" if topic is not None else "list" if len(result.seqs) > 1 else "personal"
+                )
+                self.published[kind] += 1
+                self.publish_latency.observe(time.perf_counter() - started)
+            elif result.duplicate:
+                self.repeats += 1
             return result
         finally:
             self._inflight -= 1
@@ -194,6 +216,7 @@ class Node:
         try:
             await self.broker.publish(publications)
         except Unavailable as exc:
+            self.broker_failures += 1
             # Stored already. This node's sockets get it now; other nodes' get the
             # latest per user when the broker is back, and a gap repair fills in.
             log.warning("broker publish failed", extra={"error": str(exc)})
@@ -225,6 +248,7 @@ class Node:
         try:
             await self.broker.publish(list(unsent.values()))
         except Unavailable:
+            self.broker_failures += 1
             for publication in unsent.values():  # older than what came meanwhile
                 self._unsent.setdefault((publication.user_id, publication.topic), publication)
 
@@ -376,6 +400,7 @@ class Node:
         try:
             await self.broker.publish(publications)
         except Unavailable as exc:
+            self.broker_failures += 1
             for publication in publications:  # this node's connections at least
                 self.hub.deliver(publication)
             log.warning("broker publish failed", extra={"error": str(exc)})

@@ -23,8 +23,15 @@ after True, the node repairs what may have been missed meanwhile."""
 
 
 class Broker(Protocol):
+    published: int
+    """Publications sent to the other nodes since start (for metrics)."""
+    received: int
+    """Publications received and handed to the node since start (for metrics)."""
+
     async def start(self, on_publication: Handler, on_state: StateHandler) -> None:
-        """Connect and begin delivering publications to ``on_publication``."""
+        """Connect and begin delivering publications to ``on_publication``. A
+        server that cannot be reached now is not an error: ``on_state(False)``,
+        then ``on_state(True)`` once it is."""
 
     async def stop(self) -> None: ...
 

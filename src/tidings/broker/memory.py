@@ -14,6 +14,8 @@ from tidings.core.models import Publication
 class MemoryBroker:
     def __init__(self) -> None:
         self._handler: Handler | None = None
+        self.published = 0
+        self.received = 0
 
     async def start(self, on_publication: Handler, on_state: StateHandler) -> None:
         self._handler = on_publication
@@ -24,6 +26,8 @@ class MemoryBroker:
     async def publish(self, publications: Sequence[Publication]) -> None:
         handler = self._handler
         if handler is not None:
+            self.published += len(publications)
+            self.received += len(publications)
             for publication in publications:
                 handler(publication)
 

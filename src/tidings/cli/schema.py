@@ -99,6 +99,12 @@ SERVE: tuple[Setting, ...] = (
         show_default="$XDG_DATA_HOME/tidings",
     ),
     Setting("db", "Store URL: sqlite:///path.db (default, in the data dir) or postgresql://..."),
+    Setting(
+        "store-wait",
+        "Seconds to wait at start for a store server that does not answer yet (0: fail at once).",
+        30.0,
+        _seconds(0),
+    ),
     Setting("broker", "memory:// (one node) or redis://host:6379/0", "memory://"),
     Setting(
         "secret",
@@ -287,6 +293,19 @@ SERVE: tuple[Setting, ...] = (
     ),
     Setting(
         "log-level", "How much to log.", "info", click.Choice(["debug", "info", "warning", "error"])
+    ),
+    Setting(
+        "metrics",
+        "on: serve Prometheus metrics at /metrics (see docs/metrics.md); off: no metrics.",
+        "on",
+        click.Choice(["on", "off"]),
+    ),
+    Setting(
+        "metrics-listen",
+        "HOST:PORT serving only /metrics (e.g. an internal address, not behind the "
+        "balancer); empty: /metrics on the main port.",
+        "",
+        metavar="HOST:PORT",
     ),
     # API Gateway compatibility (tidings.aws.options builds its settings from these).
     Setting(

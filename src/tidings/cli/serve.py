@@ -24,6 +24,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
     settings = Settings(
         **{name: options[name] for name in SAME_NAME},
         durable=options["durability"] == "full",
+        metrics=options["metrics"] == "on",
         limits=Limits(max_message_chars=options["max_message_chars"]),
         allowed_origins=_listed(options["allowed_origins"]),
         forwarded_allow_ips=_listed(options["forwarded_allow_ips"]),
@@ -39,8 +40,8 @@ def _listed(value: str) -> tuple[str, ...]:
 
 SERVE_NAMES = {setting.name for setting in SERVE}
 
-CONVERTED = ("allowed_origins", "forwarded_allow_ips")
-"""Settings fields whose option is a comma-separated string."""
+CONVERTED = ("allowed_origins", "forwarded_allow_ips", "metrics")
+"""Settings fields whose option is converted: comma-separated strings, on/off."""
 
 SAME_NAME = tuple(
     f.name

@@ -9,6 +9,8 @@ TidingsError
  ├── IdempotencyConflict  a reused idempotency key with a different request (HTTP 409)
  ├── RateLimited          over a rate limit; try again after ``retry_after`` s (HTTP 429)
  ├── Unavailable          the store or the broker cannot be reached (HTTP 503)
+ │    └── Unreachable       no server answered at all (refused, timed out, starting
+ │                          up): it may yet come, so start-up may wait for it
  └── ConfigError          a setting that cannot work; reported in one line at start-up
 """
 
@@ -78,6 +80,12 @@ class RateLimited(TidingsError):
 class Unavailable(TidingsError):
     code = "unavailable"
     status = 503
+
+
+class Unreachable(Unavailable):
+    """No server answered (refused, timed out, starting up), as opposed to one
+    that answered with a refusal (bad password, no such database): only this
+    one is worth waiting for."""
 
 
 class ConfigError(TidingsError):

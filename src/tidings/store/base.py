@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tidings.core.errors import ConfigError
+from tidings.core.histogram import Batches
 from tidings.core.inbox import InboxFilter, InboxQuery, Mark
 from tidings.core.models import Counts, InboxItem, PublishRequest, PublishResult, StreamPage
 from tidings.core.revocation import Revocation
@@ -79,6 +80,8 @@ class SchemaTooNew(ConfigError):
 class Store(Protocol):
     migrated: SchemaVersions | None
     """What ``open`` found and migrated to (None before it ran)."""
+    batches: Batches
+    """Latency and size of each group commit of ``append`` (for metrics)."""
 
     async def schema_versions(self) -> SchemaVersions:
         """The database's schema version, read without migrating or opening the store."""

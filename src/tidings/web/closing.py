@@ -12,6 +12,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tidings.web.backpressure import HeldFrames, ReadHolds
+from tidings.web.runtime import Runtime
 
 log = logging.getLogger("tidings.ws")
 
@@ -36,6 +37,7 @@ class Closing:
 
     id: str
     user_id: str
+    runtime: Runtime
     ws: ServerProtocol | None
     transport: asyncio.Transport | None
     loop: asyncio.AbstractEventLoop
@@ -68,6 +70,7 @@ class Closing:
         if not self.open or self.closing:
             return
         transport = self.transport
+        self.runtime.counters.slow_consumers += 1
         self._pending = None
         dropped = self._held.drop()
         self._holding = False
@@ -143,6 +146,9 @@ class Closing:
             # The protocol closed on its own (client close, 1009, protocol error).
             self.closing = True
             self._detach()
+            sent = ws.close_sent
+            if sent is not None and sent.code == 1009 and ws.close_rcvd is None:
+                self.runtime.counters.limits["max_frame_bytes"] += 1
         for data in ws.data_to_send():
             if data:
                 transport.write(data)

@@ -31,18 +31,28 @@ from tidings.core.forwarded import TrustedProxies
 from tidings.core.inbox import check_topic
 from tidings.core.keys import Keys
 from tidings.core.tokens import BEARER_PREFIX, SUBPROTOCOL, Identity, UnknownKey, bearer, verify
+from tidings.web.counters import RATE_LIMITED, refusal_reason
 
 WS_PATH = "/ws"
 MAX_TOPIC_POSITIONS = 100
 
 
 class HandshakeRefused(Exception):
-    def __init__(self, status: int, text: str, *, retry_after: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        text: str,
+        *,
+        retry_after: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
         self.retry_after = retry_after
         """The ``Retry-After`` header's value, for a 429."""
+        self.reason = reason or refusal_reason(status)
+        """Why, in a word the metrics count (``web.counters.REFUSAL_REASONS``)."""
 
 
 class KeyNotFetched(HandshakeRefused):
@@ -101,7 +111,9 @@ def admit(
         try:
             throttle(source_ip)
         except RateLimited as exc:
-            raise HandshakeRefused(429, exc.message, retry_after=exc.retry_after_header) from None
+            raise HandshakeRefused(
+                429, exc.message, retry_after=exc.retry_after_header, reason=RATE_LIMITED
+            ) from None
     origin = _one_header(headers, "origin")
     allowed = settings.allowed_origins
     if allowed and origin is not None and origin not in allowed and "*" not in allowed:

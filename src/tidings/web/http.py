@@ -19,6 +19,7 @@ from tidings import __version__
 from tidings.core.errors import BadRequest, RateLimited, TidingsError, Unavailable
 from tidings.core.models import iso_ms
 from tidings.core.tokens import Identity
+from tidings.web.counters import HTTP
 from tidings.web.deps import admin
 from tidings.web.errors import ErrorResponse, error_response
 from tidings.web.inbox_api import inbox_routes, topic_routes
@@ -117,8 +118,11 @@ def build_app(runtime: Runtime) -> FastAPI:
             max_age=600,
         )
 
+    errors = runtime.counters.errors
+
     @app.exception_handler(TidingsError)
     async def on_tidings_error(request: Request, exc: TidingsError) -> JSONResponse:
+        errors[HTTP, exc.code] += 1
         response = error_response(exc.status, exc.code, exc.message)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = exc.retry_after_header
@@ -126,6 +130,7 @@ def build_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors[HTTP, "bad_request"] += 1
         first = exc.errors()[0] if exc.errors() else {}
         if tuple(first.get("loc", ())) == ("body",) and isinstance(first.get("input"), bytes):
             # FastAPI reads a body as JSON only when its Content-Type says JSON (or is absent)
@@ -144,6 +149,7 @@ def build_app(runtime: Runtime) -> FastAPI:
         message = str(exc.detail)
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}"
+        errors[HTTP, code] += 1
         return error_response(exc.status_code, code, message)
 
     return app

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from tidings.core.errors import TidingsError
 from tidings.core.keys import Keys
+from tidings.web.counters import HTTP, WebCounters
 from tidings.web.deps import VERIFIED, authenticate
 from tidings.web.errors import error_response
 
@@ -53,6 +54,8 @@ class RequestLimits:
     body_timeout: float
     max_incomplete: int
     incomplete: int = 0
+    counters: WebCounters = field(default_factory=WebCounters)
+    """Where refusals are counted (the runtime's, so the metrics see them)."""
 
 
 class _Refused(Exception):
@@ -128,7 +131,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._in_head:
             self._raw_head += len(data)
             if self._raw_head > self.limits.max_header_bytes:
-                self._refuse(431, "headers_too_large", self._too_large_head())
+                self._refuse(431, "headers_too_large", self._too_large_head(), "max_header_bytes")
             elif self._timer is None:
                 self._timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
         elif self._in_body and self._timer is None:
@@ -146,7 +149,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_url(url)
         self._head_bytes += len(url)
         if self._head_bytes > self.limits.max_header_bytes:
-            self._refuse(431, "headers_too_large", self._too_large_head())
+            self._refuse(431, "headers_too_large", self._too_large_head(), "max_header_bytes")
             raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -159,11 +162,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._headers += 1
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.limits.max_header_bytes:
-            self._refuse(431, "headers_too_large", self._too_large_head())
+            self._refuse(431, "headers_too_large", self._too_large_head(), "max_header_bytes")
             raise _Refused
         if self._headers > self.limits.max_headers:
             message = f"more than {self.limits.max_headers} header fields"
-            self._refuse(431, "headers_too_large", message)
+            self._refuse(431, "headers_too_large", message, "max_headers")
             raise _Refused
         if name == b"content-length":
             self._check_length(value)
@@ -178,7 +181,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._body_bytes += len(body)
         if self._body_bytes > self.limits.max_body_bytes:
             message = f"the body is over {self.limits.max_body_bytes} bytes"
-            self._refuse(413, "payload_too_large", message)
+            self._refuse(413, "payload_too_large", message, "max_body_bytes")
             raise _Refused
         super().on_body(body)
 
@@ -217,23 +220,26 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return  # the parser refuses it
         if length > self.limits.max_body_bytes:
             message = f"the body is {length} bytes; at most {self.limits.max_body_bytes} are read"
-            self._refuse(413, "payload_too_large", message)
+            self._refuse(413, "payload_too_large", message, "max_body_bytes")
             raise _Refused
 
     def _head_timed_out(self) -> None:
         self._timer = None
         if self._raw_head or self._head_bytes:
-            self._refuse(408, "request_timeout", "the request head was not received in time")
+            message = "the request head was not received in time"
+            self._refuse(408, "request_timeout", message, "header_timeout")
         else:
             self._end_head()
             self.transport.close()  # a connection that never sent a byte
 
     def _body_timed_out(self) -> None:
         self._timer = None
-        self._refuse(408, "request_timeout", "the request body was not received in time")
+        message = "the request body was not received in time"
+        self._refuse(408, "request_timeout", message, "body_timeout")
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer ``status`` and close the connection.
+    def _refuse(self, status: int, code: str, message: str, limit: str) -> None:
+        """Answer ``status`` and close the connection; ``limit`` names the setting
+        that was passed (the metrics count refusals by it).
 
         No answer when this request was answered already (the app may answer
         without reading the body) or a response is being written. The app, if
@@ -244,6 +250,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._refused = True
+        self.limits.counters.limits[limit] += 1
         in_body = self._in_body
         self._end_head()
         self._stop_timer()
@@ -283,9 +290,10 @@ class BearerFirst:
     The identity it verified is left in the scope for the route's dependency,
     so a token is still checked once per request."""
 
-    def __init__(self, app: ASGIApp, keys: Keys) -> None:
+    def __init__(self, app: ASGIApp, keys: Keys, counters: WebCounters | None = None) -> None:
         self.app = app
         self.keys = keys
+        self.counters = counters or WebCounters()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -301,6 +309,7 @@ class BearerFirst:
             try:
                 scope[VERIFIED] = await authenticate(self.keys, authorization)
             except TidingsError as exc:
+                self.counters.errors[HTTP, exc.code] += 1
                 await error_response(exc.status, exc.code, exc.message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -10,6 +10,7 @@ from tidings.core.forwarded import TrustedProxies
 from tidings.core.keys import Keys
 from tidings.hooks import GatewayHooks
 from tidings.node import Node
+from tidings.web.counters import WebCounters
 from tidings.web.expiry import TokenClock
 from tidings.web.outbox import Outbox
 from tidings.web.throttle import Throttle
@@ -25,6 +26,8 @@ class Runtime:
     """API Gateway routes and stage paths (``tidings.aws``); set by the app at start."""
     outbox: Outbox = field(default_factory=Outbox)
     """Connections with frames to write at the end of this loop iteration."""
+    counters: WebCounters = field(default_factory=WebCounters)
+    """What the transports count for the metrics."""
     proxies: TrustedProxies = field(init=False)
     """Whose X-Forwarded-For names a WebSocket client (``settings.forwarded_allow_ips``)."""
     throttle: Throttle = field(init=False)
@@ -34,7 +37,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.proxies = TrustedProxies(self.settings.forwarded_allow_ips)
-        self.throttle = Throttle(self.settings)
+        self.throttle = Throttle(self.settings, refused=self.counters.limits)
         self.clock = TokenClock(
             notice=self.settings.token_expiry_notice, keys=self.keys, spawn=self.track
         )

@@ -21,6 +21,7 @@ from websockets.server import ServerProtocol
 from tidings.hooks import GatewayConnection
 from tidings.node import Node
 from tidings.web import handshake
+from tidings.web.counters import INVALID_UPGRADE, ROUTE_REFUSED
 from tidings.web.handshake import Admission, HandshakeRefused, KeyNotFetched
 from tidings.web.runtime import Runtime
 
@@ -83,7 +84,7 @@ class Handshaking:
             return True
         except HandshakeRefused as refusal:
             self.ws = self._protocol(State.CONNECTING)
-            self._refuse(refusal.status, refusal.text, refusal.retry_after)
+            self._refuse(refusal.status, refusal.text, refusal.reason, refusal.retry_after)
             return True
         assert self.transport is not None
         self.ws = self._protocol(State.OPEN)
@@ -98,12 +99,12 @@ class Handshaking:
             admission = self._admit(request.path, request.headers, again=refetched)
         except KeyNotFetched as refusal:
             if refetched:
-                self._refuse(refusal.status, refusal.text)
+                self._refuse(refusal.status, refusal.text, refusal.reason)
             else:
                 self._after_keys(request, refusal.kid)
             return
         except HandshakeRefused as refusal:
-            self._refuse(refusal.status, refusal.text, refusal.retry_after)
+            self._refuse(refusal.status, refusal.text, refusal.reason, refusal.retry_after)
             return
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active:
@@ -113,7 +114,7 @@ class Handshaking:
                 request,
                 admission.identity,
                 accept=lambda chosen: self._accept(request, admission, chosen),
-                refuse=self._refuse,
+                refuse=lambda status, text: self._refuse(status, text, ROUTE_REFUSED),
             )
             return
         self._accept(request, admission)
@@ -135,7 +136,12 @@ class Handshaking:
 
         self.runtime.track(asyncio.get_running_loop().create_task(fetch_then_admit()))
 
-    def _refuse(self, status: int, text: str, retry_after: str | None = None) -> None:
+    def _refuse(self, status: int, text: str, reason: str, retry_after: str | None = None) -> None:
+        """Answer ``status`` with ``text``; ``reason`` is what the metrics count."""
+        counters = self.runtime.counters
+        counters.refusals[reason] += 1
+        if reason == "too_many_connections":
+            counters.limits["max_connections_per_user"] += 1
         log.info(
             "handshake refused",
             extra={"conn": self.id, "status": status, "reason": text, "peer": self.peer},
@@ -161,6 +167,7 @@ class Handshaking:
             response.headers["Sec-WebSocket-Protocol"] = subprotocol
         ws.send_response(response)
         if response.status_code != 101:
+            self.runtime.counters.refusals[INVALID_UPGRADE] += 1
             self._flush()
             return False
         self._open(admission, request.headers.get("User-Agent", ""))

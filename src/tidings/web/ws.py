@@ -34,6 +34,7 @@ from tidings.core.frames import PING, text_frame
 from tidings.core.protocol import (
     Ping,
     RefreshToken,
+    SendNotification,
     error_frame,
     error_frame_for,
     parse_client_frame,
@@ -44,6 +45,7 @@ from tidings.core.tokens import Identity
 from tidings.web.actions import Action, carry_out
 from tidings.web.backpressure import HeldFrames, ReadHolds
 from tidings.web.closing import Closing
+from tidings.web.counters import WEBSOCKET
 from tidings.web.fragments import Reassembly, TooManyFragments
 from tidings.web.handshake import Admission
 from tidings.web.runtime import Runtime
@@ -229,6 +231,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.user_id = identity.user_id
         self.user_agent = user_agent
         self.open = True
+        self.runtime.counters.handshakes += 1
         self._flush()
         log.info(
             "connected",
@@ -290,7 +293,12 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _on_frame(self, frame: Frame) -> None:
         if self.closing:
             return
-        if frame.opcode is Opcode.PING and self._over_frame_rate(None):
+        allowance = self._frame_allowance
+        if (
+            frame.opcode is Opcode.PING
+            and allowance is not None
+            and self._over_frame_rate(allowance.take(self.loop.time()), None)
+        ):
             return
         try:
             message = self._fragments.add(frame)
@@ -303,6 +311,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _too_many_fragments(self) -> None:
         """Close with 1009: a message in more frames than ``--max-fragments``."""
         limit = self._fragments.limit
+        self.runtime.counters.limits["max_fragments"] += 1
         log.warning(
             "message in too many fragments",
             extra={"conn": self.id, "user": self.user_id, "code": 1009, "limit": limit},
@@ -316,7 +325,8 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
             return
-        if self._over_frame_rate(data):
+        allowance = self._frame_allowance
+        if allowance is not None and self._over_frame_rate(allowance.take(self.loop.time()), data):
             return
         gateway = self.runtime.gateway
         if gateway is not None and gateway.active and gateway.route_message(self, bytes(data)):
@@ -324,6 +334,7 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         try:
             action = parse_client_frame(bytes(data), self.runtime.settings.limits)
         except ProtocolError as exc:
+            self.runtime.counters.errors[WEBSOCKET, exc.code] += 1
             self.send(error_frame_for(exc))
             return
         if isinstance(action, Ping):
@@ -337,21 +348,19 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.hold_reading("inflight")
         self.runtime.track(self.loop.create_task(self._act(action)))
 
-    def _over_frame_rate(self, message: bytes | bytearray | memoryview | None) -> bool:
-        """Whether this client message (or ping) comes too soon after the others.
-
-        A refused message is answered with a ``rate_limited`` error frame (with
-        its ``requestId``, so a client waiting for the answer gets one); after
+    def _over_frame_rate(self, wait: float, message: bytes | bytearray | memoryview | None) -> bool:
+        """Whether a client message (or ping) that must ``wait`` is refused: each
+        one is answered with a ``rate_limited`` error frame (with its
+        ``requestId``, so a client waiting for the answer gets one); after
         ``STRIKES`` of them the client is closed with ``RATE_LIMIT_CLOSE``.
-        """
-        allowance = self._frame_allowance
-        if allowance is None:
-            return False
-        now = self.loop.time()
-        wait = allowance.take(now)
+        The caller took the frame from the allowance, so that a frame in time
+        costs one call."""
         if not wait:
             return False
-        if allowance.strike(now):
+        self.runtime.counters.limits["frame_rate"] += 1
+        allowance = self._frame_allowance
+        assert allowance is not None
+        if allowance.strike(self.loop.time()):
             log.warning(
                 "rate limit: client closed",
                 extra={"conn": self.id, "user": self.user_id, "code": RATE_LIMIT_CLOSE},
@@ -359,20 +368,26 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             self.close(RATE_LIMIT_CLOSE, "rate limit: too many frames; reconnect later")
         elif message is not None:
             error = RateLimited("too many frames on this connection", retry_after=wait)
+            self.runtime.counters.errors[WEBSOCKET, error.code] += 1
             self.send(error_frame(error.code, error.message, request_id_of(message)))
         return True
 
     async def _act(self, action: Action) -> None:
         """Carry out one action that awaits the store; answer with an ack or an error."""
         assert self.identity is not None
+        counters = self.runtime.counters
         try:
             reply = await carry_out(self.node, self.runtime.throttle, self.identity, action)
         except TidingsError as exc:
+            counters.errors[WEBSOCKET, exc.code] += 1
             self.send(error_frame(exc.code, exc.message, action.request_id))
         except Exception:
+            counters.errors[WEBSOCKET, "internal"] += 1
             log.exception("action failed", extra={"conn": self.id, "user": self.user_id})
             self.send(error_frame("internal", "internal error", action.request_id))
         else:
+            if type(action) is SendNotification:
+                counters.acks += 1
             self.send(reply)
         finally:
             self._inflight -= 1

@@ -26,6 +26,8 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import AuthenticationError, NoPermissionError
+
 from tidings.batching import GroupCommitter
 from tidings.broker.base import Handler, StateHandler
 from tidings.broker.redis.link import (
@@ -47,6 +49,9 @@ HEADER = struct.Struct(">BHHQ")
 """Format version, byte lengths of the user id and of the topic, seq."""
 
 VERSION = 2
+
+REFUSALS = (AuthenticationError, NoPermissionError)
+"""Answers from a Redis that is up but will not take this node as configured."""
 
 
 def encode(publication: Publication) -> bytes:
@@ -89,6 +94,8 @@ class RedisBroker:
         self.timeout = backoff.timeout
         """Seconds to connect, subscribe or publish before calling Redis unavailable."""
         self.up = False
+        self.published = 0
+        self.received = 0
         self._client: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._on_publication: Handler | None = None
@@ -105,21 +112,33 @@ class RedisBroker:
     async def start(self, on_publication: Handler, on_state: StateHandler) -> None:
         """Subscribe before returning, so nothing published afterwards is missed.
 
-        Raises ``Unavailable`` if Redis cannot be reached now: a node should not
-        come up believing it is connected to the others.
+        A Redis that cannot be reached now does not stop the node: it starts
+        with the link down (``on_state(False)``, readiness says so), serving its
+        own connections from the store, and joins the others when Redis
+        answers (``on_state(True)``: the node repairs what it missed). A Redis
+        that answers with a refusal (bad credentials, no permission to
+        subscribe) raises ``Unavailable``: waiting would not change it.
         """
         self._on_publication = on_publication
         self._on_state = on_state
         self._client = connect(self.url, self.timeout)
         try:
             pubsub = await subscribe(self._client, self.channel, self.timeout)
-        except LINK_ERRORS as exc:
+        except REFUSALS as exc:
             await self._client.aclose()
             self._client = None
             raise Unavailable(
-                f"cannot reach Redis at {redact_url(self.url)!r}: {exc or type(exc).__name__}"
+                f"Redis at {redact_url(self.url)!r} refused this node: {exc}"
             ) from None
-        self.up = True
+        except LINK_ERRORS as exc:
+            pubsub = None
+            log.warning(
+                "Redis broker unreachable at start; serving this node's connections, retrying",
+                extra={"url": redact_url(self.url), "error": str(exc) or type(exc).__name__},
+            )
+            on_state(False)
+        else:
+            self.up = True
         link = hold(
             self._client,
             self.channel,
@@ -168,6 +187,7 @@ class RedisBroker:
                 await pipe.execute()
         except LINK_ERRORS as exc:
             raise Unavailable(f"Redis publish failed: {exc or type(exc).__name__}") from None
+        self.published += sum(len(batch) for batch in batches)
         return [None] * len(batches)
 
     async def ping(self) -> None:
@@ -189,6 +209,7 @@ class RedisBroker:
         handler = self._on_publication
         if handler is None:
             return
+        self.received += 1
         try:
             handler(publication)
         except Exception:

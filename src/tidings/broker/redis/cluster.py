@@ -86,7 +86,7 @@ class RedisCluster:
 
     async def start(self) -> None:
         """Begin mirroring this node's connections; never fails for a Redis that is
-        down (the broker already refused to start then): the link keeps trying."""
+        down: the link keeps trying, and the registry is written once it holds."""
         self._client = link.connect(self.url, self.timeout)
         self._live = {conn.id: conn.user_id for conn in self.members}
         self.members.listen(self._added, self._removed)

@@ -126,13 +126,14 @@ async def hold(
     subscription holds, ``on_down`` each time it is lost. ``pubsub``: one
     already subscribed (its ``on_up`` was the caller's)."""
     delay = backoff.min_delay
-    lost = False
+    lost = waited = False
     while True:
         if pubsub is None:
             try:
                 pubsub = await subscribe(client, channel, backoff.timeout)
             except Exception as exc:
                 log.debug("%s link still down", name, extra={"error": str(exc)})
+                waited = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, backoff.max_delay)
                 continue
@@ -142,6 +143,8 @@ async def hold(
                 await client.connection_pool.disconnect(inuse_connections=False)
             if lost:
                 log.warning("%s link restored", name)
+            elif waited:
+                log.warning("%s link up", name)
             on_up()
         try:
             await listen(pubsub, backoff.ping_interval, on_message)

@@ -38,6 +38,15 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
 """What asyncpg raises when the server is gone or the connection broke: no
 answer came, so a statement in flight may or may not have run."""
 
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    *CONNECTION_LOST,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+"""What opening a connection raises while no server takes it: none listens
+yet, it is starting up or shutting down (``CannotConnectNowError``, an
+operator intervention), or it has no connection slot free. Anything else
+(bad password, no such database) is an answer that waiting will not change."""
+
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_LOST, asyncpg.PostgresError)
 """The above, and the errors the server answers a statement with."""
 

@@ -47,7 +47,7 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import orjson
 
 from tidings.batching import GroupCommitter
-from tidings.core.errors import BadRequest, ConfigError, Unavailable
+from tidings.core.errors import BadRequest, ConfigError, Unavailable, Unreachable
 from tidings.core.models import PublishRequest, PublishResult
 from tidings.core.revocation import Revocation
 from tidings.logs import redact_url
@@ -55,7 +55,7 @@ from tidings.store.base import IDEMPOTENCY_TTL_MS, SchemaVersions
 from tidings.store.batch import committed, conflict, duplicate, first_answer, now_ms, repeat
 from tidings.store.postgres import revocations, sql, topics
 from tidings.store.postgres import schema as migrations
-from tidings.store.postgres.faults import DRIVER_ERRORS, reason
+from tidings.store.postgres.faults import DRIVER_ERRORS, UNREACHABLE, reason
 from tidings.store.postgres.inbox import PostgresInbox
 from tidings.store.postgres.sql import storable
 
@@ -117,6 +117,7 @@ class PostgresStore(PostgresInbox):
         last acknowledged commits, never corrupt or reorder them."""
         self._pool: Any = None
         self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
+        self.batches = self._committer.batches
         self.migrated: SchemaVersions | None = None
 
     @classmethod
@@ -162,7 +163,8 @@ class PostgresStore(PostgresInbox):
         except DRIVER_ERRORS as exc:
             if pool is not None:
                 pool.terminate()
-            raise Unavailable(
+            error = Unreachable if isinstance(exc, UNREACHABLE) else Unavailable
+            raise error(
                 f"cannot open PostgreSQL store at {redact_url(self.dsn)!r}: {reason(exc)}"
             ) from None
         except BaseException:

@@ -68,6 +68,7 @@ class SQLiteStore:
         self._local = threading.local()
         self.health = WriteHealth(str(path))
         self._committer: GroupCommitter[PublishRequest, PublishResult] = GroupCommitter(self._flush)
+        self.batches = self._committer.batches
         self.migrated: SchemaVersions | None = None
 
     @classmethod
