@@ -127,6 +127,14 @@ def cpu_model() -> str:
     return names[0] if names else platform.machine()
 
 
+def machine() -> str:
+    """What a result file says it was measured on."""
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fragments", type=int, default=100_000)
@@ -144,8 +152,7 @@ async def main() -> None:
         finally:
             server.stop()
     result = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}",
+        "machine": machine(),
         "load_average": os.getloadavg()[0],
         "fragments": args.fragments,
         "rounds": args.rounds,

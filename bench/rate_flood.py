@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import orjson
 from tests.server import ServerProcess
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.fragment_flood import cpu_model, summary
+from bench.fragment_flood import machine, summary
 
 RESULTS = Path(__file__).parent / "results" / "rate_flood.json"
 OFF = ("--publish-rate", "0", "--frame-rate", "0")
@@ -133,8 +132,7 @@ async def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = {
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}",
+        "machine": machine(),
         "load_average": os.getloadavg()[0],
         "seconds": args.seconds,
         "flooders": args.flooders,
