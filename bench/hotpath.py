@@ -32,6 +32,7 @@ import tidings
 from tidings.broker.memory import MemoryBroker
 from tidings.config import Settings
 from tidings.core.cursor import StreamCursor
+from tidings.core.keys import Keys
 from tidings.core.models import Publication
 from tidings.node import Node
 from tidings.store import open_store
@@ -77,7 +78,7 @@ async def run(connections: int, broadcasts: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'hot.db'}", durable=False)
         node = _node(store)
-        runtime = Runtime(node=node, settings=Settings(), secret="s" * 40)
+        runtime = Runtime(node=node, settings=Settings(), keys=Keys.of("s" * 40))
         conns = []
         for i in range(connections):
             conn = WebSocketConnection(runtime)
@@ -105,7 +106,7 @@ async def run_personal(publishes: int) -> dict[str, float]:
         store = open_store(f"sqlite:///{Path(tmp) / 'hot.db'}", durable=False)
         node = _node(store)
         await node.start()
-        runtime = Runtime(node=node, settings=Settings(), secret="s" * 40)
+        runtime = Runtime(node=node, settings=Settings(), keys=Keys.of("s" * 40))
         conn = WebSocketConnection(runtime)
         transport = CountingTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
@@ -130,7 +131,7 @@ async def run_scrape(scrapes: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         node = _node(open_store(f"sqlite:///{Path(tmp) / 'hot.db'}", durable=False))
-        exporter = MetricsExporter(Runtime(node=node, settings=Settings(), secret="s" * 40))
+        exporter = MetricsExporter(Runtime(node=node, settings=Settings(), keys=Keys.of("s" * 40)))
         exporter.render("")
         start = time.process_time()
         for _ in range(scrapes):
