@@ -91,7 +91,8 @@ async def test_many_tiny_fragments_close_with_1009_and_others_are_served(
     assert (code, reason) == (1009, "message too big: more than 1024 fragments")
     assert await asyncio.wait_for(reader.read(), 10) == b""  # then the server's FIN
     writer.close()
-    assert '"message in too many fragments"' in server.log()
+    assert '"message refused"' in server.log()
+    assert '"reason":"message too big: more than 1024 fragments"' in server.log()
     assert '"user":"mallory"' in server.log()
     await other.close()
 
@@ -136,3 +137,31 @@ async def test_a_flood_of_frames_in_one_write_is_answered_whole_and_in_order(
         assert (opcode, payload) == (0x1, b'{"type":"pong","requestId":%d}' % n)
     writer.close()
     await other.close()
+
+
+async def test_with_a_frame_size_limit_a_large_message_passes_only_in_small_frames(
+    tmp_path: Path,
+) -> None:
+    proc = ServerProcess(tmp_path / "frame", "--user-send", "any", "--max-fragment-bytes", "40")
+    proc.start()
+    try:
+        reader, writer = await raw_connect(proc, "alice")
+        message = b'{"action":"sendNotification","userId":"bob","message":"parts","requestId":1}'
+        writer.write(in_fragments(message, parts=2))  # 38 and 39 bytes: each within 40
+        opcode, payload = await read_server_frame(reader)
+        assert opcode == 0x1 and orjson.loads(payload)["type"] == "ack"
+
+        writer.write(client_frame(0x1, message, fin=True))  # the same 77 bytes in one frame
+        opcode, payload = await read_server_frame(reader)
+        assert opcode == 0x8
+        assert (
+            payload == struct.pack("!H", 1009) + b"frame too big: more than 40 bytes in one frame"
+        )
+        writer.close()
+        async with httpx.AsyncClient(base_url=proc.url) as http:
+            inbox = await http.get(
+                "/v1/users/bob/inbox", headers={"Authorization": f"Bearer {proc.token('bob')}"}
+            )
+        assert [item["message"] for item in inbox.json()["items"]] == ["parts"]
+    finally:
+        proc.stop()

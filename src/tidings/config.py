@@ -76,6 +76,9 @@ class Settings:
     """Frames one client message may come in; past it the connection closes with
     1009. Each frame costs the same parsing whatever its size, so without a cap
     a message of empty continuation frames is endless work and never too big."""
+    max_fragment_bytes: int = 0
+    """Client frames larger than this close with 1009 even within a message of
+    allowed size (API Gateway's figure is 32 KiB); 0: no limit per frame."""
     limits: Limits = field(default_factory=Limits)
     ping_interval: float = 20.0
     """Seconds of silence from a client before the server pings it."""

@@ -179,6 +179,13 @@ SERVE: tuple[Setting, ...] = (
         1024,
         _ints(1),
     ),
+    Setting(
+        "max-fragment-bytes",
+        "Larger single client frames close with 1009, whatever the message's size "
+        "(32768: API Gateway's frame limit); 0: no limit per frame.",
+        0,
+        _ints(0),
+    ),
     Setting("max-message-chars", "Longest message text.", 32_768, _ints(1)),
     Setting(
         "ping-interval",

@@ -54,6 +54,7 @@ LIMITS = (
     "max_connections_per_user",
     "max_frame_bytes",
     "max_fragments",
+    "max_fragment_bytes",
     "max_header_bytes",
     "max_headers",
     "max_body_bytes",

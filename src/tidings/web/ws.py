@@ -46,7 +46,7 @@ from tidings.web.actions import Action, carry_out
 from tidings.web.backpressure import HeldFrames, ReadHolds
 from tidings.web.closing import Closing
 from tidings.web.counters import WEBSOCKET
-from tidings.web.fragments import Reassembly, TooManyFragments
+from tidings.web.fragments import MessageRefused, Reassembly
 from tidings.web.handshake import Admission
 from tidings.web.runtime import Runtime
 from tidings.web.throttle import RATE_LIMIT_CLOSE
@@ -137,7 +137,9 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         self.last_ping = self.last_seen
         self.source_ip = ""
         self.user_agent = ""
-        self._fragments = Reassembly(runtime.settings.max_fragments)
+        self._fragments = Reassembly(
+            runtime.settings.max_fragments, runtime.settings.max_fragment_bytes
+        )
         self._frame_allowance = runtime.throttle.frames()
         self._unparsed: bytes | None = None
         self._unparsed_at = 0
@@ -302,25 +304,24 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
             return
         try:
             message = self._fragments.add(frame)
-        except TooManyFragments:
-            self._too_many_fragments()
+        except MessageRefused as refused:
+            self._refuse_message(refused)
             return
         if message is not None:
             self._on_message(message)
 
-    def _too_many_fragments(self) -> None:
-        """Close with 1009: a message in more frames than ``--max-fragments``."""
-        limit = self._fragments.limit
-        self.runtime.counters.limits["max_fragments"] += 1
+    def _refuse_message(self, refused: MessageRefused) -> None:
+        """Close with 1009: a message past ``--max-fragments`` or ``--max-fragment-bytes``."""
+        self.runtime.counters.limits[refused.setting] += 1
         log.warning(
-            "message in too many fragments",
-            extra={"conn": self.id, "user": self.user_id, "code": 1009, "limit": limit},
+            "message refused",
+            extra={"conn": self.id, "user": self.user_id, "code": 1009, "reason": refused.reason},
         )
         if self.open and not self.closing:
             self.closing = True
             self.node.detach(self)
         assert self.ws is not None
-        self.ws.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big: more than {limit} fragments")
+        self.ws.fail(CloseCode.MESSAGE_TOO_BIG, refused.reason)
 
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
