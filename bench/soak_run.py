@@ -65,6 +65,8 @@ class Sampler:
             "deliveries_per_second": round(float(cpu["per_second"] or 0.0), 1),
             "server_cpu_share": cpu["server_cpu_share"],
             "server_us_per_delivery": cpu["server_us_per_delivery"],
+            "loadgen_cpu_share": round(float(cpu["loadgen_cpu_share"] or 0.0), 3),
+            "load_average": os.getloadavg()[0],
             "acked": delta.get("acked", 0),
             "publish_errors": delta.get("publish_errors", 0),
             "reconnects": delta.get("connects", 0),
@@ -72,20 +74,19 @@ class Sampler:
         }
         self.last, self.last_events = now, events
         self.series.append(row)
+        print(
+            f"soak: {row['minute']:6.2f} min  rss {row['rss_mib']} MiB  fds {row['fds']}  "
+            f"{row['deliveries_per_second']:,.0f} deliveries/s  "
+            f"{row['server_us_per_delivery'] or 0:.0f} µs/delivery  "
+            f"p99 {latency.get('p99_ms', 0):.1f} ms",
+            flush=True,
+        )
         return row
 
     async def every(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
-            row = self.sample()
-            latency = row["latency"]
-            print(
-                f"soak: {row['minute']:6.2f} min  rss {row['rss_mib']} MiB  fds {row['fds']}  "
-                f"{row['deliveries_per_second']:,.0f} deliveries/s  "
-                f"{row['server_us_per_delivery'] or 0:.0f} µs/delivery  "
-                f"p99 {latency.get('p99_ms', 0):.1f} ms",
-                flush=True,
-            )
+            self.sample()
 
 
 async def _caught_up(traffic: Traffic, timeout: float) -> dict[str, Any]:
@@ -225,5 +226,6 @@ def summary(document: dict[str, Any]) -> list[str]:
         f"{document['events'].get('connects', 0):,} connects, {document['replayed']:,} frames "
         f"replayed; slow consumers {slow['closed_1008']}/{slow['episodes']} closed with 1008",
         f"soak: server RSS {first.get('rss_mib')} -> {last.get('rss_mib')} MiB, fds "
-        f"{first.get('fds')} -> {last.get('fds')}, worst minute p99 {document['worst_p99_ms']} ms",
+        f"{first.get('fds')} -> {last.get('fds')}, worst interval p99 "
+        f"{document['worst_p99_ms'] or 0:.1f} ms",
     ]
