@@ -102,3 +102,49 @@ def _plot_slow(plt: Any, run: Results) -> Any:
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8)
     return figure
+
+
+def plot_soak(document: dict[str, Any], png: Path) -> None:
+    """The soak's per-minute series (bench/soak.py): RSS, fds, CPU per delivery, latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = document.get("series", [])
+    minutes = [row["minute"] for row in series]
+    figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    panels = (
+        (axes[0][0], "server RSS (MiB)", {"RSS": [row["rss_mib"] for row in series]}),
+        (axes[0][1], "server open fds", {"fds": [row["fds"] for row in series]}),
+        (
+            axes[1][0],
+            "server CPU µs per delivery",
+            {"µs/delivery": [row["server_us_per_delivery"] for row in series]},
+        ),
+        (
+            axes[1][1],
+            "publish to delivery (ms)",
+            {
+                name: [row["latency"].get(key) for row in series]
+                for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms"))
+            },
+        ),
+    )
+    for axis, title, lines in panels:
+        for label, values in lines.items():
+            points = [(x, y) for x, y in zip(minutes, values, strict=True) if y is not None]
+            if points:
+                axis.plot(*zip(*points, strict=True), marker=".", label=label)
+        axis.set_title(title, fontsize=10)
+        axis.grid(True, alpha=0.3)
+        axis.set_ylim(bottom=0)
+    axes[1][1].legend(fontsize=8)
+    for axis in axes[1]:
+        axis.set_xlabel("minutes")
+    figure.suptitle(
+        f"Soak: {document.get('connections', 0):,} devices, {document.get('minutes', 0):g} min",
+        fontsize=11,
+    )
+    figure.savefig(png, dpi=110, bbox_inches="tight")
+    plt.close(figure)

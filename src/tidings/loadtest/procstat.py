@@ -1,4 +1,5 @@
-"""What a process costs, read from /proc: CPU seconds (all threads) and resident memory.
+"""What a process costs, read from /proc: CPU seconds (all threads), resident memory
+and open file descriptors.
 
 The benchmark charges a server for its own CPU time, read before and after a
 measured window, so time spent in the load generator or in other programs on
@@ -51,6 +52,16 @@ def rss_bytes(pid: int | None) -> int | None:
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE
+    except OSError:
+        return None
+
+
+def open_fds(pid: int | None) -> int | None:
+    """File descriptors ``pid`` holds open (sockets included): a leak shows as growth."""
+    if pid is None:
+        return None
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
 

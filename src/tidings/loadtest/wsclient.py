@@ -56,7 +56,9 @@ class Endpoint:
     """tidings dialect: send the token as ``Authorization: Bearer``, not in the
     URL, so the proxies in front of a deployment never log it."""
 
-    def url_for(self, token: str, *, since: int | None = None) -> str:
+    def url_for(self, token: str, *, since: int | None = None, topics: str | None = None) -> str:
+        """The handshake URL; ``topics`` (``name:seq,...``, only with ``since``)
+        replays those topic streams too."""
         if self.dialect == SOCKETIO:
             parts = urlsplit(self.ws_url)
             url = f"{parts.scheme}://{parts.netloc}{SOCKETIO_PATH}&token={quote(token)}"
@@ -67,7 +69,8 @@ class Endpoint:
             url = f"{self.ws_url}{sep}token={quote(token)}"
         if since is None:
             return url
-        return f"{url}{'&' if '?' in url else '?'}since={since}"
+        url = f"{url}{'&' if '?' in url else '?'}since={since}"
+        return f"{url}&topics={quote(topics, safe=':,')}" if topics else url
 
 
 @dataclass(slots=True)
@@ -102,6 +105,10 @@ class Client(WSListener):
         self.paused = False
         self.on_json: Callable[[dict[str, Any]], None] | None = None
         """Sees every parsed tidings frame that is not an ack (catch-up watches caughtUp)."""
+        self.on_notification: Callable[[dict[str, Any]], None] | None = None
+        """Sees every parsed notification of a sampled connection (seq checks)."""
+        self.close_code: int | None = None
+        """The code of the close frame the server sent, if one came."""
         self._acks: dict[int, AckCallback] = {}
         self._next_id = 0
 
@@ -123,6 +130,7 @@ class Client(WSListener):
                 self.received += 1
                 self.tally.delivered += 1
         elif kind is WSMsgType.CLOSE:
+            self.close_code = frame.get_close_code()
             transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
 
@@ -183,6 +191,8 @@ class Client(WSListener):
             data = body.get("data")
             if isinstance(data, dict) and "ts" in data:
                 tally.latencies.append(time.monotonic_ns() - data["ts"])
+        if self.on_notification is not None:
+            self.on_notification(body)
 
     # -- frames out ----------------------------------------------------------
 
@@ -262,6 +272,8 @@ async def connect(
     sampled: bool = False,
     since: int | None = None,
     on_json: Callable[[dict[str, Any]], None] | None = None,
+    on_notification: Callable[[dict[str, Any]], None] | None = None,
+    topics: str | None = None,
     source: str | None = None,
     timeout: float = 15.0,
 ) -> Client:
@@ -273,11 +285,12 @@ async def connect(
     def make() -> Client:
         client = Client(tally, endpoint.dialect, sampled=sampled)
         client.on_json = on_json
+        client.on_notification = on_notification
         return client
 
     _, client = await ws_connect(
         make,
-        endpoint.url_for(token, since=since),
+        endpoint.url_for(token, since=since, topics=topics),
         websocket_handshake_timeout=timeout,
         read_buffer_init_size=4096,
         socket_factory=_bound_socket(source) if source else None,
