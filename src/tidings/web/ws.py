@@ -23,13 +23,13 @@ import logging
 import time
 from typing import Any, cast
 
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tidings.core.cursor import StreamCursor
-from tidings.core.errors import ProtocolError, RateLimited, TidingsError
+from tidings.core.errors import ProtocolError, TidingsError
 from tidings.core.frames import PING, text_frame
 from tidings.core.protocol import (
     Ping,
@@ -39,7 +39,6 @@ from tidings.core.protocol import (
     error_frame_for,
     parse_client_frame,
     pong_frame,
-    request_id_of,
 )
 from tidings.core.tokens import Identity
 from tidings.web.actions import Action, carry_out
@@ -48,8 +47,8 @@ from tidings.web.closing import Closing
 from tidings.web.counters import WEBSOCKET
 from tidings.web.fragments import MessageRefused, Reassembly
 from tidings.web.handshake import Admission
+from tidings.web.refusing import Refusing
 from tidings.web.runtime import Runtime
-from tidings.web.throttle import RATE_LIMIT_CLOSE
 from tidings.web.upgrade import Handshaking
 
 log = logging.getLogger("tidings.ws")
@@ -66,7 +65,7 @@ size, so one read of 100,000 tiny frames would otherwise stall every other
 connection for 300 ms."""
 
 
-class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
+class WebSocketConnection(Handshaking, Refusing, Closing, asyncio.Protocol):
     """One client: handshake, then frames in and ready-made frames out."""
 
     __slots__ = (
@@ -310,19 +309,6 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         if message is not None:
             self._on_message(message)
 
-    def _refuse_message(self, refused: MessageRefused) -> None:
-        """Close with 1009: a message past ``--max-fragments`` or ``--max-fragment-bytes``."""
-        self.runtime.counters.limits[refused.setting] += 1
-        log.warning(
-            "message refused",
-            extra={"conn": self.id, "user": self.user_id, "code": 1009, "reason": refused.reason},
-        )
-        if self.open and not self.closing:
-            self.closing = True
-            self.node.detach(self)
-        assert self.ws is not None
-        self.ws.fail(CloseCode.MESSAGE_TOO_BIG, refused.reason)
-
     def _on_message(self, data: bytes | bytearray | memoryview) -> None:
         if not self.open or self.closing:
             return
@@ -348,30 +334,6 @@ class WebSocketConnection(Handshaking, Closing, asyncio.Protocol):
         if self._inflight >= MAX_INFLIGHT:
             self.hold_reading("inflight")
         self.runtime.track(self.loop.create_task(self._act(action)))
-
-    def _over_frame_rate(self, wait: float, message: bytes | bytearray | memoryview | None) -> bool:
-        """Whether a client message (or ping) that must ``wait`` is refused: each
-        one is answered with a ``rate_limited`` error frame (with its
-        ``requestId``, so a client waiting for the answer gets one); after
-        ``STRIKES`` of them the client is closed with ``RATE_LIMIT_CLOSE``.
-        The caller took the frame from the allowance, so that a frame in time
-        costs one call."""
-        if not wait:
-            return False
-        self.runtime.counters.limits["frame_rate"] += 1
-        allowance = self._frame_allowance
-        assert allowance is not None
-        if allowance.strike(self.loop.time()):
-            log.warning(
-                "rate limit: client closed",
-                extra={"conn": self.id, "user": self.user_id, "code": RATE_LIMIT_CLOSE},
-            )
-            self.close(RATE_LIMIT_CLOSE, "rate limit: too many frames; reconnect later")
-        elif message is not None:
-            error = RateLimited("too many frames on this connection", retry_after=wait)
-            self.runtime.counters.errors[WEBSOCKET, error.code] += 1
-            self.send(error_frame(error.code, error.message, request_id_of(message)))
-        return True
 
     async def _act(self, action: Action) -> None:
         """Carry out one action that awaits the store; answer with an ack or an error."""
