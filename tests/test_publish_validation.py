@@ -324,6 +324,7 @@ async def test_upgrade_removes_data_too_deep_to_show_on_sqlite(
         with sqlite3.connect(path) as db:
             db.execute("UPDATE notifications SET data = ? WHERE message = 'poisoned'", (raw,))
             db.execute("UPDATE schema_version SET version = 4")
+            db.execute("DROP TABLE revocations")  # a version-4 database has none
 
     with caplog.at_level(logging.WARNING, logger="tidings.store"):
         items = await poison_then_upgrade(f"sqlite:///{path}", poison)
@@ -341,7 +342,8 @@ async def test_upgrade_removes_data_too_deep_to_show_on_postgres(pg_url: str) ->
     async def poison(raw: str) -> None:
         await admin_script(
             f"UPDATE {schema}.notifications SET data = '{raw}' WHERE message = 'poisoned';"
-            f" UPDATE {schema}.schema_version SET version = 4"
+            f" UPDATE {schema}.schema_version SET version = 4;"
+            f" DROP TABLE {schema}.revocations"  # a version-4 database has none
         )
 
     await poison_then_upgrade(pg_url, poison)
