@@ -27,6 +27,7 @@ from tests.ledger import Ledger
 from tests.private_postgres import PrivatePostgres, private_postgres
 from tests.server import ServerProcess
 from tests.store_contract import request
+from tests.test_cli import tidings
 from tests.test_multinode import Client, OneNode, connect_all
 from tests.wsclient import open_ws
 from tidings.core.errors import Unavailable, Unreachable
@@ -280,6 +281,29 @@ async def test_postgres_down_at_start_is_waited_for(
     finally:
         await asyncio.gather(*(c.close() for c in watching))
         server.stop()
+
+
+async def test_migrate_waits_for_postgres_as_serve_does(
+    private_postgres: PrivatePostgres,
+) -> None:
+    """``tidings migrate`` started before its database (a migration job beside
+    it) waits up to ``--store-wait``, migrates once the server answers, and
+    gives up past the wait with exit 1, naming the wait."""
+    await asyncio.to_thread(private_postgres.stop, "fast")
+    db = f"{private_postgres.url}?schema=tidings"
+    gave_up = await asyncio.to_thread(tidings, "migrate", "--db", db, "--store-wait", "1")
+    assert gave_up.returncode == 1, gave_up.stderr
+    assert "(gave up after waiting 1 s)" in gave_up.stderr, gave_up.stderr
+
+    waiting = asyncio.create_task(
+        asyncio.to_thread(tidings, "migrate", "--db", db, "--store-wait", "25")
+    )
+    await asyncio.sleep(2)
+    assert not waiting.done()
+    await asyncio.to_thread(private_postgres.start)
+    done = await waiting
+    assert done.returncode == 0, done.stderr
+    assert "schema migrated from version 0 to" in done.stdout, done.stdout
 
 
 async def test_waiting_for_postgres_is_bounded_and_a_refusal_is_not_waited_for(

@@ -17,6 +17,7 @@ def env(name: str) -> dict[str, Any]:
 data_dir_option = BY_KEY["data-dir"].option()
 secret_option = BY_KEY["secret"].option()
 db_option = BY_KEY["db"].option()
+store_wait_option = BY_KEY["store-wait"].option()
 """The same flags, variables and help as ``serve``'s, for the other commands."""
 
 

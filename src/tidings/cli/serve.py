@@ -11,7 +11,7 @@ import click
 
 from tidings import logs
 from tidings.aws.options import gateway_settings
-from tidings.cli.common import data_dir_option, db_option, run
+from tidings.cli.common import data_dir_option, db_option, run, store_wait_option
 from tidings.cli.config_file import config_option
 from tidings.cli.schema import SERVE, serve_options
 from tidings.config import Settings
@@ -81,18 +81,22 @@ def serve(**options: Any) -> None:
 @click.command()
 @data_dir_option
 @db_option
+@store_wait_option
 @click.option(
     "--status",
     is_flag=True,
     help="Say which schema version the database is at and what would be applied; change nothing.",
 )
-def migrate(data_dir: Path, db: str | None, status: bool) -> None:
+def migrate(data_dir: Path, db: str | None, store_wait: float, status: bool) -> None:
     """Create or upgrade the store's schema, say from which version to which, then exit.
 
-    Refuses a database migrated by a newer tidings (exit status 1).
+    Waits for a store server that does not answer yet, as serve does (a
+    migration job started beside its database); refuses a database migrated
+    by a newer tidings (exit status 1).
     """
     from tidings.store import open_store
     from tidings.store.base import SchemaTooNew, SchemaVersions
+    from tidings.store.waiting import open_store_waiting
 
     settings = Settings(data_dir=data_dir, db=db)
     store = open_store(settings.store_url)
@@ -105,7 +109,7 @@ def migrate(data_dir: Path, db: str | None, status: bool) -> None:
         return
 
     async def upgrade() -> SchemaVersions | None:
-        await store.open()
+        await open_store_waiting(store, wait=store_wait)
         await store.close()
         return store.migrated
 
