@@ -137,5 +137,22 @@ class Registry:
         live = {node_id for node_id, up in zip(nodes, alive, strict=True) if up}
         return sorted(m for m in others if node_of(m) in live)
 
+    async def others(self, client: Any) -> dict[str, list[str]]:
+        """Every other node whose heartbeat is alive: the user ids of its entries."""
+        members = await client.smembers(self.nodes_key)
+        others = sorted(m.decode() for m in members if m.decode() != self.node_id)
+        if not others:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for node_id in others:
+                pipe.exists(self.heartbeat_key(node_id))
+                pipe.hvals(self.conns_key(node_id))
+            found = await pipe.execute()
+        return {
+            node_id: [user.decode() for user in found[2 * i + 1]]
+            for i, node_id in enumerate(others)
+            if found[2 * i]
+        }
+
     async def node_alive(self, client: Any, node_id: str) -> bool:
         return bool(await client.exists(self.heartbeat_key(node_id)))
