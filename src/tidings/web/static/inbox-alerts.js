@@ -17,7 +17,8 @@ export function desktopAlerts(toggle, say) {
       localStorage.setItem(KEY, "off");
       return;
     }
-    const permission = allowed() ? "granted" : await window.Notification.requestPermission();
+    // Asked each time it is switched on: answered at once when already granted.
+    const permission = await window.Notification.requestPermission();
     if (permission === "granted") {
       localStorage.setItem(KEY, "on");
     } else {
