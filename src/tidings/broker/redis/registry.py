@@ -109,11 +109,15 @@ class Registry:
             pipe.srem(self.nodes_key, self.node_id)
             await pipe.execute()
 
+    async def other_nodes(self, client: Any) -> list[str]:
+        """The ids of the other nodes that may have entries (alive or not yet reaped)."""
+        members = await client.smembers(self.nodes_key)
+        return sorted(m.decode() for m in members if m.decode() != self.node_id)
+
     async def reap(self, client: Any) -> dict[str, int]:
         """Remove the entries of every other node whose heartbeat expired. Returns,
         for each other node, -1 if it is alive, else how many entries it had."""
-        members = await client.smembers(self.nodes_key)
-        others = sorted(m.decode() for m in members if m.decode() != self.node_id)
+        others = await self.other_nodes(client)
         if not others:
             return {}
         async with client.pipeline(transaction=False) as pipe:
@@ -139,8 +143,7 @@ class Registry:
 
     async def others(self, client: Any) -> dict[str, list[str]]:
         """Every other node whose heartbeat is alive: the user ids of its entries."""
-        members = await client.smembers(self.nodes_key)
-        others = sorted(m.decode() for m in members if m.decode() != self.node_id)
+        others = await self.other_nodes(client)
         if not others:
             return {}
         async with client.pipeline(transaction=False) as pipe:

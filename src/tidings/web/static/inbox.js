@@ -206,6 +206,7 @@ async function loadPage(after) {
 }
 
 async function loadFirstPage() {
+  const known = new Set(items.keys()); // what arrives while the page loads is newer than it
   try {
     const page = await loadPage(undefined);
     if (!page) return;
@@ -213,7 +214,7 @@ async function loadFirstPage() {
     // them when it is the only page): drop what was archived or deleted meanwhile.
     const listed = new Set(page.items.map((item) => item.notificationId));
     const oldest = page.next === null ? "" : page.items.at(-1)?.notificationId;
-    if (oldest !== undefined) for (const id of items.keys()) if (id >= oldest && !listed.has(id)) items.delete(id);
+    for (const id of known) if (oldest !== undefined && id >= oldest && !listed.has(id)) items.delete(id);
     if (next === undefined || next === null || page.next === null) next = page.next;
   } catch (err) {
     showNotice(`The inbox history is not available (${err.message}); showing what arrives live.`);
