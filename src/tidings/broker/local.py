@@ -47,5 +47,4 @@ def local_ids(members: Members, user_id: str) -> list[str]:
 
 
 def load(members: Members, node_id: str) -> NodeLoad:
-    users = frozenset(conn.user_id for conn in members)
-    return NodeLoad(node_id, sum(1 for _ in members), users)
+    return NodeLoad(node_id, len(members), frozenset(members.users()))

@@ -17,7 +17,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tidings import __version__
-from tidings.broker import Cluster, NodeLoad
+from tidings.broker import Cluster
+from tidings.broker.local import load as local_load
 from tidings.core.errors import Unavailable
 from tidings.core.models import iso_ms
 from tidings.web import readiness
@@ -126,7 +127,7 @@ def admin_router(cluster: Cluster) -> APIRouter:
             loads = await cluster.nodes()
         except Unavailable as exc:
             cluster_state = exc.message
-            loads = [NodeLoad(node.node_id, len(node.hub), frozenset(node.hub.users()))]
+            loads = [local_load(node.hub, node.node_id)]
         errors = counters.errors
         return {
             "nodeId": node.node_id,
