@@ -63,3 +63,14 @@ def test_dev_login_exists_only_with_the_flag(servers: dict[str, ServerProcess]) 
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_request"
     assert "/dev/login" not in httpx.get(servers["dev"].url + "/openapi.json").text
     assert "dev-login" in servers["dev"].log() and "INSECURE" in servers["dev"].log()
+
+
+def test_the_operator_page_is_served_like_the_inbox_page(servers: dict[str, ServerProcess]) -> None:
+    """/admin holds no secret: the page asks for the token and sends it in a header."""
+    page = httpx.get(servers["plain"].url + "/admin")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert 'src="/static/admin.js"' in page.text and 'id="token-form"' in page.text
+    script = static_path("admin.js").read_text()
+    assert "sessionStorage" in script and "Authorization: `Bearer" in script
+    assert "/admin" not in httpx.get(servers["plain"].url + "/openapi.json").json()["paths"]

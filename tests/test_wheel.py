@@ -51,7 +51,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_carries_the_page_and_the_client(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        needed = {f"tidings/web/static/{name}" for name in [*STATIC_TYPES, "inbox.html"]}
+        pages = [*STATIC_TYPES, "inbox.html", "admin.html"]
+        needed = {f"tidings/web/static/{name}" for name in pages}
         assert needed <= names, f"the wheel misses {sorted(needed - names)}"
         assert archive.read("tidings/web/static/tidings.js") == CLIENT.read_bytes()
 

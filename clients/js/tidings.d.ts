@@ -128,6 +128,9 @@ export class TidingsClient {
   }>;
   markRead(ids: string[]): Promise<{ changed: number; counts: Counts }>;
   markAllRead(): Promise<{ changed: number; counts: Counts | null }>;
+  markUnread(ids: string[]): Promise<{ changed: number; counts: Counts }>;
+  archive(ids: string[]): Promise<{ changed: number; counts: Counts }>;
+  delete(notificationId: string): Promise<void>;
   mark(
     action: "read" | "unread" | "seen" | "archive" | "unarchive",
     target: { ids: string[] } | { upTo: string },

@@ -679,6 +679,21 @@ export class TidingsClient {
     return this.mark("read", { ids });
   }
 
+  /** Mark these notifications unread again: {changed, counts}. */
+  markUnread(ids) {
+    return this.mark("unread", { ids });
+  }
+
+  /** Archive these notifications (out of the inbox and its counts): {changed, counts}. */
+  archive(ids) {
+    return this.mark("archive", { ids });
+  }
+
+  /** Delete one notification from this user's inbox (a topic item: for this user only). */
+  async delete(notificationId) {
+    await this.request("DELETE", `/v1/users/me/notifications/${encodeURIComponent(notificationId)}`);
+  }
+
   /**
    * Mark read everything up to the newest notification this client has seen;
    * one that arrives meanwhile stays unread.

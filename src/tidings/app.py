@@ -33,6 +33,7 @@ from tidings.logs import redact_url
 from tidings.metrics import MetricsExporter
 from tidings.node import Node
 from tidings.store import open_store
+from tidings.web.admin_api import admin_router
 from tidings.web.closing import CLOSE_GOING_AWAY_RESTART, CLOSE_TIMEOUT
 from tidings.web.heartbeat import run_heartbeat
 from tidings.web.http import build_app
@@ -131,6 +132,7 @@ async def serve(settings: Settings, sock: socket.socket) -> None:
     app = build_app(runtime)
     app.include_router(presence_router(cluster))
     app.include_router(revocation_router(revoker))
+    app.include_router(admin_router(cluster))
     if metrics is not None and metrics_address is None:
         mount_metrics(app, metrics.render)
     gateway = install_gateway(

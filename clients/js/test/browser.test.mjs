@@ -4,58 +4,8 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { chromiumMissing, launch } from "./chromium.mjs";
+import { badge, messages, needChromium, openPage, signIn, stage, waitForBadge } from "./pages.mjs";
 import { Server, mint, sleep } from "./server.mjs";
-
-function needChromium(t) {
-  const missing = chromiumMissing();
-  if (!missing) return true;
-  if (process.env.CI) throw new Error(`${missing}; the Makefile's browser-deps target installs it`);
-  t.skip(`requires Chromium: ${missing}`);
-  return false;
-}
-
-/** A browser and servers for one scenario, all stopped at the end. */
-async function stage(t, ...servers) {
-  const browser = await launch();
-  t.after(async () => {
-    await browser.close();
-    for (const server of servers) {
-      await server.stop();
-      server.cleanup();
-    }
-  });
-  return browser;
-}
-
-async function openPage(browser) {
-  const page = await browser.context.newPage();
-  page.consoleLines = [];
-  page.on("console", (message) => page.consoleLines.push(message.text()));
-  page.on("pageerror", (error) => page.consoleLines.push(`pageerror: ${error.message}`));
-  return page;
-}
-
-async function signIn(page, server, user) {
-  await page.goto(`${server.url}/`); // redirects to /inbox
-  assert.equal(new URL(page.url()).pathname, "/inbox");
-  await page.fill("#dev-user", user);
-  await page.click("#dev-login-form button[type=submit]");
-  await page.waitForSelector('#status[data-state="connected"]');
-  await page.waitForFunction((name) => document.getElementById("who-name").textContent === name, user);
-}
-
-const badge = (page) => page.$eval("#badge", (b) => (b.hidden ? 0 : Number(b.textContent)));
-const messages = (page) => page.$$eval("#list li.item .message", (els) => els.map((e) => e.textContent));
-const waitForBadge = (page, count, timeout = 15000) =>
-  page.waitForFunction(
-    (n) => {
-      const b = document.getElementById("badge");
-      return (b.hidden ? 0 : Number(b.textContent)) === n;
-    },
-    count,
-    { timeout },
-  );
 
 test("two users: a send from one page shows on the other within a second", async (t) => {
   if (!needChromium(t)) return;

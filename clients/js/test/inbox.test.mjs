@@ -46,6 +46,24 @@ describe("inbox and topics (protocol section 8)", () => {
     assert.equal(bob.newestId, page.items[0].notificationId);
   });
 
+  test("markUnread, archive and delete change the inbox and its counts", async (t) => {
+    for (const message of ["a", "b", "c"]) await server.publish({ userId: "i9-bob", message });
+    const bob = open("i9-bob");
+    const { items } = await bob.list();
+    const [c, b, a] = items.map((i) => i.notificationId);
+    await bob.markRead([b]);
+    const again = await bob.markUnread([b]);
+    assert.equal(again.changed, 1);
+    assert.equal(again.counts.unread, 3);
+    const archived = await bob.archive([a]);
+    assert.deepEqual([archived.changed, archived.counts.total, archived.counts.unread], [1, 2, 2]);
+    assert.equal(await bob.delete(c), undefined);
+    assert.deepEqual((await bob.list()).items.map((i) => i.message), ["b"]);
+    assert.deepEqual((await bob.list({ archived: "only" })).items.map((i) => i.message), ["a"]);
+    await assert.rejects(bob.delete(c), (err) => err.status === 404 && err.code === "not_found");
+    assert.deepEqual(await bob.counts(), { total: 1, unread: 1, unseen: 1 });
+  });
+
   test("markRead by ids changes the counts and the read filter", async (t) => {
     if (!(await requires(t, "POST", "/v1/users/me/notifications/read"))) return;
     for (const message of ["a", "b", "c"]) await server.publish({ userId: "i2-bob", message });

@@ -24,8 +24,10 @@ try {
     ["carol", "Carol mentioned you in \u201cQ4 launch plan\u201d", undefined],
   ];
   const ids = [];
+  const tags = { billing: ["billing"], deploys: ["ops", "production"], calendar: ["meetings"] };
   for (const [sender, message, data] of earlier) {
-    ids.push((await server.publish({ userId: "alice", message, data }, { sender })).notificationId);
+    const body = { userId: "alice", message, data, tags: tags[sender] ?? [] };
+    ids.push((await server.publish(body, { sender })).notificationId);
   }
   await fetch(`${server.url}/v1/users/alice/notifications/read`, {
     method: "POST",

@@ -10,7 +10,15 @@ registry in the same Redis under the same prefix.
 from __future__ import annotations
 
 from tidings.broker.base import Broker
-from tidings.broker.cluster import Cluster, ConnectionInfo, Gone, Members, Presence, Repair
+from tidings.broker.cluster import (
+    Cluster,
+    ConnectionInfo,
+    Gone,
+    Members,
+    NodeLoad,
+    Presence,
+    Repair,
+)
 from tidings.core.errors import ConfigError
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "ConnectionInfo",
     "Gone",
     "Members",
+    "NodeLoad",
     "Presence",
     "Repair",
     "open_broker",

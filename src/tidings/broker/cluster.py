@@ -110,6 +110,16 @@ class Presence:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """One node as the operator sees it: its open connections and their users."""
+
+    node_id: str
+    connections: int
+    users: frozenset[str]
+    """Distinct users with a connection there (a set, so a cluster total counts each once)."""
+
+
 class Member(Protocol):
     """One of this node's connections, as the cluster sees it (any transport)."""
 
@@ -155,6 +165,12 @@ class Members(Protocol):
 
     def __iter__(self) -> Iterator[Member]: ...
 
+    def __len__(self) -> int: ...
+
+    def users(self) -> list[str]:
+        """The users with at least one connection here, each once."""
+        ...
+
     def post(self, connection_id: str, payload: bytes) -> bool:
         """Write ``payload`` as one text frame to that connection; False if it is not here."""
         ...
@@ -176,6 +192,11 @@ class Cluster(Protocol):
 
     async def presence(self, user_id: str) -> Presence:
         """The user's open connections on every node; ``Unavailable`` if unknowable."""
+        ...
+
+    async def nodes(self) -> list[NodeLoad]:
+        """Every live node, this one first: this node's figures exact, others' as
+        last registered; ``Unavailable`` if the other nodes cannot be read."""
         ...
 
     async def describe(self, connection_id: str) -> ConnectionInfo:

@@ -6,7 +6,7 @@ them for its own connections and when another node routes a call to it.
 
 from __future__ import annotations
 
-from tidings.broker.cluster import ConnectionInfo, Gone, Member, Members
+from tidings.broker.cluster import ConnectionInfo, Gone, Member, Members, NodeLoad
 
 CLOSE_NORMAL = 1000
 CLOSE_REASON = "closed by the server"
@@ -44,3 +44,7 @@ def disconnect(members: Members, connection_id: str) -> None:
 
 def local_ids(members: Members, user_id: str) -> list[str]:
     return [conn.id for conn in members.of_user(user_id)]
+
+
+def load(members: Members, node_id: str) -> NodeLoad:
+    return NodeLoad(node_id, len(members), frozenset(members.users()))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from tidings.broker import local
 from tidings.broker.base import Handler, StateHandler
-from tidings.broker.cluster import ConnectionInfo, Members, Presence
+from tidings.broker.cluster import ConnectionInfo, Members, NodeLoad, Presence
 from tidings.core.models import Publication
 
 
@@ -50,6 +50,9 @@ class LocalCluster:
 
     async def presence(self, user_id: str) -> Presence:
         return Presence(user_id, tuple(local.local_ids(self.members, user_id)))
+
+    async def nodes(self) -> list[NodeLoad]:
+        return [local.load(self.members, self.node_id)]
 
     async def describe(self, connection_id: str) -> ConnectionInfo:
         return local.describe(self.members, connection_id)

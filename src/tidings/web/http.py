@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
-from tidings.core.errors import BadRequest, RateLimited, TidingsError, Unavailable
+from tidings.core.errors import BadRequest, RateLimited, TidingsError
 from tidings.core.models import iso_ms
 from tidings.core.tokens import Identity
+from tidings.web import readiness
+from tidings.web.admin_page import admin_page_router
 from tidings.web.counters import HTTP
 from tidings.web.deps import admin
 from tidings.web.errors import ErrorResponse, error_response
@@ -109,6 +111,7 @@ def build_app(runtime: Runtime) -> FastAPI:
     app.include_router(inbox_routes())
     app.include_router(topic_routes())
     mount_page(app, runtime)
+    app.include_router(admin_page_router())
     if runtime.settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -224,19 +227,15 @@ def _routes(runtime: Runtime) -> APIRouter:
         responses={503: {"description": "not ready"}},
     )
     async def readyz() -> JSONResponse:
-        node = runtime.node
-        checks: dict[str, str] = {}
-        for name, probe in (("store", node.store.ping), ("broker", node.broker.ping)):
-            try:
-                await probe()
-                checks[name] = "ok"
-            except Unavailable as exc:
-                checks[name] = exc.message
-        ready = not node.draining and all(v == "ok" for v in checks.values())
-        status = "draining" if node.draining else ("ready" if ready else "degraded")
+        found = await readiness.check(runtime.node)
         return JSONResponse(
-            {"status": status, **checks, "connections": len(node.hub)},
-            status_code=200 if ready else 503,
+            {
+                "status": found.status,
+                "store": found.store,
+                "broker": found.broker,
+                "connections": len(runtime.node.hub),
+            },
+            status_code=200 if found.ready else 503,
         )
 
     return router

@@ -28,7 +28,11 @@ STATIC_DIR = Path(__file__).with_name("static")
 STATIC_TYPES = {
     "tidings.js": "text/javascript; charset=utf-8",
     "inbox.js": "text/javascript; charset=utf-8",
+    "inbox-view.js": "text/javascript; charset=utf-8",
+    "inbox-alerts.js": "text/javascript; charset=utf-8",
     "inbox.css": "text/css; charset=utf-8",
+    "admin.js": "text/javascript; charset=utf-8",
+    "admin.css": "text/css; charset=utf-8",
 }
 """The files under ``/static/`` and their media types; nothing else is served."""
 CHECKOUT_CLIENT = Path(__file__).resolve().parents[3] / "clients" / "js" / "tidings.js"
@@ -40,6 +44,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
+"""Sent with every page: scripts and connections to this origin only, never framed."""
 
 
 class DevLoginBody(BaseModel):
@@ -82,7 +88,6 @@ def mount_page(app: FastAPI, runtime: Runtime) -> None:
             "user at /inbox. Use it only for local development."
         )
     files = {name: static_path(name).read_bytes() for name in STATIC_TYPES}
-    page_headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
@@ -91,7 +96,7 @@ def mount_page(app: FastAPI, runtime: Runtime) -> None:
 
     @router.get("/inbox")
     async def inbox() -> HTMLResponse:
-        return HTMLResponse(html, headers=page_headers)
+        return HTMLResponse(html, headers=PAGE_HEADERS)
 
     @router.get("/static/{name}")
     async def static(name: str) -> Response:

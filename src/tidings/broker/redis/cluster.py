@@ -28,7 +28,16 @@ from typing import Any
 import orjson
 
 from tidings.broker import local
-from tidings.broker.cluster import ConnectionInfo, Gone, Member, Members, Presence, Repair, node_of
+from tidings.broker.cluster import (
+    ConnectionInfo,
+    Gone,
+    Member,
+    Members,
+    NodeLoad,
+    Presence,
+    Repair,
+    node_of,
+)
 from tidings.broker.redis import link
 from tidings.broker.redis.registry import Registry
 from tidings.core.errors import Unavailable
@@ -309,3 +318,14 @@ class RedisCluster:
         except link.LINK_ERRORS as exc:
             raise Unavailable(f"presence on other nodes is unknown: {exc}") from None
         return Presence(user_id, tuple(here + elsewhere))
+
+    async def nodes(self) -> list[NodeLoad]:
+        here = local.load(self.members, self.node_id)
+        if not self.up or self._client is None:
+            raise Unavailable("other nodes are unknown: the link to Redis is down")
+        try:
+            others = await self.registry.others(self._client)
+        except link.LINK_ERRORS as exc:
+            raise Unavailable(f"other nodes are unknown: {exc}") from None
+        loads = [NodeLoad(n, len(users), frozenset(users)) for n, users in others.items()]
+        return [here, *loads]

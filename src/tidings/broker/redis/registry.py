@@ -109,11 +109,15 @@ class Registry:
             pipe.srem(self.nodes_key, self.node_id)
             await pipe.execute()
 
+    async def other_nodes(self, client: Any) -> list[str]:
+        """The ids of the other nodes that may have entries (alive or not yet reaped)."""
+        members = await client.smembers(self.nodes_key)
+        return sorted(m.decode() for m in members if m.decode() != self.node_id)
+
     async def reap(self, client: Any) -> dict[str, int]:
         """Remove the entries of every other node whose heartbeat expired. Returns,
         for each other node, -1 if it is alive, else how many entries it had."""
-        members = await client.smembers(self.nodes_key)
-        others = sorted(m.decode() for m in members if m.decode() != self.node_id)
+        others = await self.other_nodes(client)
         if not others:
             return {}
         async with client.pipeline(transaction=False) as pipe:
@@ -136,6 +140,22 @@ class Registry:
             alive = await pipe.execute()
         live = {node_id for node_id, up in zip(nodes, alive, strict=True) if up}
         return sorted(m for m in others if node_of(m) in live)
+
+    async def others(self, client: Any) -> dict[str, list[str]]:
+        """Every other node whose heartbeat is alive: the user ids of its entries."""
+        others = await self.other_nodes(client)
+        if not others:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for node_id in others:
+                pipe.exists(self.heartbeat_key(node_id))
+                pipe.hvals(self.conns_key(node_id))
+            found = await pipe.execute()
+        return {
+            node_id: [user.decode() for user in found[2 * i + 1]]
+            for i, node_id in enumerate(others)
+            if found[2 * i]
+        }
 
     async def node_alive(self, client: Any, node_id: str) -> bool:
         return bool(await client.exists(self.heartbeat_key(node_id)))

@@ -1,7 +1,11 @@
-// The live inbox page: the tidings client, a bell with the unread count, the
-// list (newest first), marks, and a form to send. No build step, no framework.
+// The live inbox page: the tidings client, a bell and the title with the
+// server's exact unread count, the list (newest first, older pages on demand),
+// per-item read / unread / archive / delete, an unread-only filter, desktop
+// notifications, and a form to send. No build step, no framework.
 
 import { TidingsClient } from "/static/tidings.js";
+import { desktopAlerts } from "/static/inbox-alerts.js";
+import { ago, itemElement } from "/static/inbox-view.js";
 
 const TOKEN_KEY = "tidings.token";
 const LIST_LIMIT = 50;
@@ -20,11 +24,8 @@ const STATE_TEXT = {
 let client = null;
 let items = new Map();
 let unread = null; // the server's count; null while unknown (then counted here)
-let listed = false;
-let early = new Set(); // live arrivals before the first list answer
-// Counts pushed over the connection are newer than the answer to a request
-// sent before them: an answer applies its counts only if none came meanwhile.
-let countsSeen = 0;
+let next = undefined; // the cursor of the next older page; null: none left
+let live = false; // caught up once: what arrives now is new
 let unreadOnly = false;
 
 function claims(token) {
@@ -104,8 +105,8 @@ function start(token) {
   }
   items = new Map();
   unread = null;
-  listed = false;
-  early = new Set();
+  next = undefined;
+  live = false;
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("who").hidden = false;
@@ -143,35 +144,97 @@ function start(token) {
     console.debug("tidings:notification", n.notificationId, n.seq, n.message);
     if (items.has(n.notificationId)) return;
     items.set(n.notificationId, { ...n, readAt: n.readAt ?? null });
-    if (!listed) early.add(n.notificationId);
-    else if (unread !== null && !n.readAt) unread += 1;
+    if (!n.readAt) {
+      if (unread !== null) unread += 1; // shown now; the server's count follows
+      applied = issued; // answers to requests sent before it do not count it
+      refreshCountsSoon();
+      if (live) notify(n);
+    }
     render();
   });
   client.on("inbox", applyInboxChange);
-  client.on("refetch", () => loadInbox());
+  client.on("refetch", () => loadFirstPage());
   // Connect first: once caught up, the list covers everything before the live stream.
-  client.once("caughtUp", () => loadInbox());
+  // Every later catch-up (a reconnect) reads the first page and the counts again:
+  // what changed elsewhere while this tab was away is in neither replay.
+  client.on("caughtUp", () => {
+    if (mine !== client) return;
+    live = true;
+    loadFirstPage();
+  });
   client.connect();
 }
 
-async function loadInbox() {
+// Counts come from the server (pushes and answers) in an order of their own:
+// each request takes a ticket when it is sent, and an answer applies its
+// counts only if nothing newer (a later request's answer, a push) did already.
+let issued = 0;
+let applied = 0;
+
+function applyCounts(counts, ticket) {
+  if (typeof counts?.unread !== "number" || ticket <= applied) return;
+  applied = ticket;
+  unread = counts.unread;
+}
+
+async function refreshCounts() {
   const mine = client;
+  const ticket = ++issued;
   try {
-    const page = await mine.list({ limit: LIST_LIMIT });
-    if (mine !== client) return;
-    const listedIds = new Set(page.items.map((item) => item.notificationId));
-    for (const item of page.items) items.set(item.notificationId, item);
-    let extra = 0;
-    for (const id of early) if (!listedIds.has(id) && !items.get(id)?.readAt) extra += 1;
-    unread = (page.counts?.unread ?? 0) + extra;
-  } catch (err) {
-    if (mine !== client) return;
-    showNotice(`The inbox history is not available (${err.message}); showing what arrives live.`);
+    const counts = await mine.counts();
+    if (mine === client) applyCounts(counts, ticket);
+  } catch {
+    // Offline: the next catch-up reads them again.
   }
-  listed = true;
-  early.clear();
   render();
 }
+
+let countsTimer = null;
+function refreshCountsSoon() {
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(refreshCounts, 200);
+}
+
+async function loadPage(after) {
+  const mine = client;
+  const ticket = ++issued;
+  const page = await mine.list({ limit: LIST_LIMIT, after });
+  if (mine !== client) return null;
+  for (const item of page.items) items.set(item.notificationId, item);
+  applyCounts(page.counts, ticket);
+  return page;
+}
+
+async function loadFirstPage() {
+  const known = new Set(items.keys()); // what arrives while the page loads is newer than it
+  try {
+    const page = await loadPage(undefined);
+    if (!page) return;
+    // The page is the truth for the newest items down to its last one (all of
+    // them when it is the only page): drop what was archived or deleted meanwhile.
+    const listed = new Set(page.items.map((item) => item.notificationId));
+    const oldest = page.next === null ? "" : page.items.at(-1)?.notificationId;
+    for (const id of known) if (oldest !== undefined && id >= oldest && !listed.has(id)) items.delete(id);
+    if (next === undefined || next === null || page.next === null) next = page.next;
+  } catch (err) {
+    showNotice(`The inbox history is not available (${err.message}); showing what arrives live.`);
+  }
+  render();
+}
+
+$("load-more").addEventListener("click", async () => {
+  if (!next) return;
+  $("load-more").disabled = true;
+  try {
+    const page = await loadPage(next);
+    if (page) next = page.next;
+  } catch (err) {
+    showNotice(`Could not load older notifications: ${err.message}`);
+  } finally {
+    $("load-more").disabled = false;
+  }
+  render();
+});
 
 function applyInboxChange(frame) {
   const { action, ids, upTo } = frame.change ?? {};
@@ -183,51 +246,71 @@ function applyInboxChange(frame) {
     else if (action === "unread") item.readAt = null;
     else if (action === "archive" || action === "delete" || action === "expire") items.delete(id);
   }
-  if (typeof frame.unread === "number") {
-    unread = frame.unread;
-    countsSeen += 1;
+  if (action === "unarchive") loadFirstPage(); // back in the inbox: the page has them
+  applyCounts(frame, ++issued);
+  render();
+}
+
+/** Change one item here at once, then on the server; undo if the server says no. */
+async function change(id, verb, local, request) {
+  const item = items.get(id);
+  if (!item || !client) return;
+  const before = { ...item };
+  const wasUnread = !item.readAt;
+  local(item);
+  const nowUnread = items.has(id) && !item.readAt;
+  if (unread !== null) unread = Math.max(0, unread + (nowUnread ? 1 : 0) - (wasUnread ? 1 : 0));
+  render();
+  const ticket = ++issued;
+  applied = Math.max(applied, ticket - 1); // answers to earlier requests are older than this
+  try {
+    const answer = await request();
+    applyCounts(answer?.counts, ticket);
+    if (!answer?.counts) refreshCounts();
+  } catch (err) {
+    items.set(id, before);
+    refreshCounts();
+    showNotice(`Could not ${verb}: ${err.message}`);
   }
   render();
 }
 
-async function markRead(id) {
-  const item = items.get(id);
-  if (!item || item.readAt) return;
-  item.readAt = new Date().toISOString();
-  if (unread !== null) unread = Math.max(0, unread - 1);
-  render();
-  const seen = countsSeen;
-  try {
-    const answer = await client.markRead([id]);
-    if (answer?.counts && seen === countsSeen) unread = answer.counts.unread;
-  } catch (err) {
-    item.readAt = null;
-    if (unread !== null) unread += 1;
-    showNotice(`Could not mark it read: ${err.message}`);
-  }
-  render();
-}
+const actions = {
+  read: (id) => {
+    if (items.get(id)?.readAt) return;
+    change(id, "mark it read", (item) => (item.readAt = new Date().toISOString()), () => client.markRead([id]));
+  },
+  unread: (id) => change(id, "mark it unread", (item) => (item.readAt = null), () => client.markUnread([id])),
+  archive: (id) => change(id, "archive it", () => items.delete(id), () => client.archive([id])),
+  remove: (id) => change(id, "delete it", () => items.delete(id), () => client.delete(id)),
+};
 
 $("mark-all").addEventListener("click", async () => {
   if (!client) return;
   const upTo = client.newestId;
-  const seen = countsSeen;
+  const ticket = ++issued;
   try {
     const answer = await client.markAllRead();
     const now = new Date().toISOString();
     for (const [id, item] of items) if (upTo && id <= upTo) item.readAt ??= now;
-    if (answer?.counts && seen === countsSeen) unread = answer.counts.unread;
+    applyCounts(answer?.counts, ticket);
   } catch (err) {
     showNotice(`Could not mark all read: ${err.message}`);
   }
   render();
 });
 
-$("bell").addEventListener("click", () => {
-  unreadOnly = !unreadOnly;
-  $("bell").setAttribute("aria-pressed", String(unreadOnly));
+function setUnreadOnly(on) {
+  unreadOnly = on;
+  $("unread-only").checked = on;
+  $("bell").setAttribute("aria-pressed", String(on));
   render();
-});
+}
+
+$("bell").addEventListener("click", () => setUnreadOnly(!unreadOnly));
+$("unread-only").addEventListener("change", () => setUnreadOnly($("unread-only").checked));
+
+const notify = desktopAlerts($("desktop-alerts"), showNotice);
 
 // -- sending ------------------------------------------------------------------
 
@@ -286,57 +369,18 @@ function showNotice(text) {
   $("notice").hidden = false;
 }
 
-function ago(iso) {
-  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-  if (!Number.isFinite(seconds)) return "";
-  if (seconds < 45) return "just now";
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
-  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
-  return new Date(iso).toLocaleDateString(undefined, { month: "short", day: "numeric" });
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function render() {
   const sorted = [...items.values()].sort((a, b) => (a.notificationId < b.notificationId ? 1 : -1));
   const localUnread = sorted.filter((item) => !item.readAt).length;
   setBadge(unread ?? localUnread);
   const shown = unreadOnly ? sorted.filter((item) => !item.readAt) : sorted;
-  const list = $("list");
   const fragment = document.createDocumentFragment();
-  for (const item of shown) {
-    const li = element("li", item.readAt ? "item" : "item unread");
-    li.dataset.id = item.notificationId;
-    li.dataset.seq = String(item.seq);
-    const button = element("button", "item-body");
-    button.type = "button";
-    button.title = item.readAt ? "Read" : "Mark read";
-    button.addEventListener("click", () => markRead(item.notificationId));
-    button.append(element("span", "unread-dot"));
-    const main = element("div", "item-main");
-    const top = element("div", "item-top");
-    top.append(element("span", "sender", item.sender ?? "system"));
-    if (item.topic) top.append(element("span", "topic", `#${item.topic}`));
-    const time = element("time", "when", ago(item.createdAt));
-    time.dateTime = item.createdAt;
-    time.title = new Date(item.createdAt).toLocaleString();
-    top.append(time);
-    main.append(top, element("p", "message", item.message));
-    if (item.data && Object.keys(item.data).length) {
-      main.append(element("code", "data", JSON.stringify(item.data)));
-    }
-    button.append(main);
-    li.append(button);
-    fragment.append(li);
-  }
-  list.replaceChildren(fragment);
+  for (const item of shown) fragment.append(itemElement(item, actions));
+  $("list").replaceChildren(fragment);
   $("empty").hidden = shown.length > 0;
+  $("empty-title").textContent = unreadOnly && sorted.length ? "No unread notifications" : "You're all caught up";
   $("mark-all").disabled = (unread ?? localUnread) === 0;
+  $("load-more").hidden = !next;
 }
 
 setInterval(() => {
